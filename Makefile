@@ -1,7 +1,7 @@
 # tako-vm — build, run, test.
 #
 #   make         build build/tako-vm and build/libtako.a
-#   make run     install missing packages, build, serve on 127.0.0.1:8000
+#   make run     install missing packages, build, serve (today: the brokers)
 #   make test    install missing packages, build with ASan+UBSan, run every test
 #   make fuzz    build the libFuzzer harnesses (clang) and run each briefly
 #   make bench   run the benchmarks in tests/bench (never part of make test)
@@ -16,8 +16,10 @@ SAN     ?= 0
 CC      ?= cc
 PKGS    := libczmq libzmq msgpack yaml-0.1 jansson libseccomp libpq libmicrohttpd libcurl
 
+# Every folder with headers is on the include path: #include "tako_foo.h".
+SRC_DIRS    := shared brokers http cli $(sort $(wildcard actors/*))
 CFLAGS_BASE := -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O2 \
-               -I. -Ishared -Icli $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+               -I. $(addprefix -I,$(SRC_DIRS)) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS      := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 
 ifeq ($(SAN),1)
@@ -88,8 +90,10 @@ $(BUILD)/obj/tests/unit_selftests.o: tests/unit_selftests.c $(BUILD)/gen/selftes
 $(UNIT): $(UNIT_OBJ) $(BUILD)/obj/tests/unit_selftests.o $(LIBTAKO)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
 
+# Until the scheduler, recorder and HTTP ingress exist, `make run` serves
+# the brokers only (see README, Status).
 run: all
-	$(TAKO) server
+	$(TAKO) broker
 
 # make test: sanitizer build in build/asan, then the whole suite.
 test:
@@ -106,7 +110,7 @@ FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 FUZZ_SECONDS ?= 20
 build/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(HEADERS)
 	@mkdir -p build/fuzz
-	clang -std=c17 -D_GNU_SOURCE -g -O1 -I. -Ishared $(shell pkg-config --cflags $(PKGS)) \
+	clang -std=c17 -D_GNU_SOURCE -g -O1 -I. $(addprefix -I,$(SRC_DIRS)) $(shell pkg-config --cflags $(PKGS)) \
 	  -fsanitize=fuzzer,address,undefined -o $@ $< $(LIB_SRC) $(LDLIBS)
 
 fuzz: deps $(FUZZ_BIN)

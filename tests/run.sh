@@ -24,6 +24,15 @@ SUITE_TIMEOUT=${TAKO_SUITE_TIMEOUT:-900}
 LOGDIR="$ROOT/$BUILD/test-logs"
 mkdir -p "$LOGDIR"
 
+# One private PostgreSQL (unix socket only) for every suite that needs a
+# database; stopped when the run ends.
+if [ -z "${TAKO_TEST_DATABASE_URL:-}" ]; then
+  TAKO_TEST_DATABASE_URL=$("$TAKO_BIN" dev up --data-dir "$TAKO_BUILD/testdb" 2>"$LOGDIR/testdb.err") \
+    || { cat "$LOGDIR/testdb.err"; echo "tests: cannot start the test database"; echo "0 passed, 1 failed"; exit 1; }
+  export TAKO_TEST_DATABASE_URL
+  trap '"$TAKO_BIN" dev down --data-dir "$TAKO_BUILD/testdb" >/dev/null 2>&1' EXIT
+fi
+
 passed=0; failed=0; failed_names=()
 
 wanted() {

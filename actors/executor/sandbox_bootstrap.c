@@ -1,0 +1,73 @@
+/*  sandbox_bootstrap — the Python program that runs first inside the sandbox.
+
+    Passed to the interpreter with -c. It imports what it needs, writes "R"
+    on fd 3 (ready), blocks reading one byte from fd 4 until the job has
+    been placed in /code and /input ("G"), then runs /code/main.py as
+    __main__ with runpy. An uncaught exception is classified with the error
+    table below (order matters: JSONDecodeError before ValueError, the
+    OSError subclasses before OSError) and written as {"type", "message"}
+    JSON to fd 5; the traceback, without the bootstrap frames, goes to
+    stderr as Python would print it; the exit code is Python's usual.     */
+
+#include "sandbox_bootstrap.h"
+
+const char tako_sandbox_bootstrap_source [] =
+    "import os, sys\n"
+    "def _tako_bootstrap():\n"
+    "    import json, runpy, traceback\n"
+    "    READY_FD, GO_FD, ERROR_FD = 3, 4, 5\n"
+    "    MESSAGE_MAX = 1024\n"
+    "    os.write(READY_FD, b'R')\n"
+    "    os.close(READY_FD)\n"
+    "    if os.read(GO_FD, 1) != b'G':\n"
+    "        os._exit(125)\n"
+    "    os.close(GO_FD)\n"
+    "    table = (\n"
+    "        (SyntaxError, 'syntax_error'), (ImportError, 'import_error'),\n"
+    "        (json.JSONDecodeError, 'json_error'), (UnicodeError, 'encoding_error'),\n"
+    "        ((IsADirectoryError, NotADirectoryError), 'file_error'),\n"
+    "        (FileNotFoundError, 'file_not_found'), (PermissionError, 'permission'),\n"
+    "        (RecursionError, 'recursion_error'), (ZeroDivisionError, 'division_error'),\n"
+    "        (OverflowError, 'overflow_error'), (MemoryError, 'oom'), (OSError, 'os_error'),\n"
+    "        (AssertionError, 'assertion_error'), (TypeError, 'type_error'),\n"
+    "        (ValueError, 'value_error'), (KeyError, 'key_error'), (IndexError, 'index_error'),\n"
+    "        (AttributeError, 'attribute_error'), (NameError, 'name_error'))\n"
+    "    def report(kind, message):\n"
+    "        record = json.dumps({'type': kind, 'message': message[:MESSAGE_MAX]})\n"
+    "        try:\n"
+    "            os.write(ERROR_FD, record.encode('utf-8', 'replace'))\n"
+    "        except OSError:\n"
+    "            pass\n"
+    "    sys.argv = ['/code/main.py']\n"
+    "    sys.path[0] = '/code'\n"
+    "    code = 0\n"
+    "    try:\n"
+    "        runpy.run_path('/code/main.py', run_name='__main__')\n"
+    "    except SystemExit as stop:\n"
+    "        if stop.code is None or stop.code == 0:\n"
+    "            code = 0\n"
+    "        elif isinstance(stop.code, int):\n"
+    "            code = stop.code\n"
+    "            report('runtime_error', 'exited with code %d' % stop.code)\n"
+    "        else:\n"
+    "            print(stop.code, file=sys.stderr)\n"
+    "            code = 1\n"
+    "            report('runtime_error', str(stop.code))\n"
+    "    except BaseException as error:\n"
+    "        kind = 'runtime_error'\n"
+    "        for classes, name in table:\n"
+    "            if isinstance(error, classes):\n"
+    "                kind = name\n"
+    "                break\n"
+    "        text = str(error)\n"
+    "        report(kind, type(error).__name__ + (': ' + text if text else ''))\n"
+    "        tb = error.__traceback__\n"
+    "        while tb is not None and tb.tb_frame.f_code.co_filename != '/code/main.py':\n"
+    "            tb = tb.tb_next\n"
+    "        try:\n"
+    "            sys.stderr.write(''.join(traceback.format_exception(type(error), error, tb)))\n"
+    "        except BaseException:\n"
+    "            pass\n"
+    "        code = 1\n"
+    "    return code\n"
+    "sys.exit(_tako_bootstrap())\n";

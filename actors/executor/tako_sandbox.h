@@ -1,0 +1,146 @@
+/*  tako_sandbox — one isolated run of untrusted Python.
+
+    A sandbox is built in two steps so that sandboxes can be prepared ahead
+    of demand (warm pools):
+
+        tako_sandbox_spec_t spec;
+        tako_sandbox_spec_defaults (&spec);
+        spec.memory_limit_bytes = 256 * 1024 * 1024;
+        tako_sandbox_t *sandbox = tako_sandbox_new (&spec);
+        if (tako_sandbox_prepare (sandbox) != 0)        //  a layer failed
+            fprintf (stderr, "%s\n", tako_sandbox_error (sandbox));
+        else {
+            json_t *result = tako_sandbox_run (sandbox, "print(1+1)", 10, "{}");
+            ...                                         //  the result, see below
+            json_decref (result);
+        }
+        tako_sandbox_destroy (&sandbox);
+
+    prepare: namespaces (sandbox_namespaces, sandbox_uidmap), file system
+    (sandbox_mounts), cgroup (sandbox_cgroup), and an interpreter started
+    under rlimits, no capabilities and seccomp, which imports what it needs
+    and signals ready (sandbox_reaper, sandbox_bootstrap). It returns -1
+    only when the sandbox could not be built (tako_sandbox_error names the
+    layer); a sandbox that is not ready within startup_timeout_ms returns 0
+    and its run reports status "timeout", error "startup_timeout".
+
+    run: hands code and input over (/code/main.py, /input/data.json, both
+    read-only to the job), waits at most timeout_ms, kills the whole tree,
+    collects stdout, stderr, /output (sandbox_output) and usage, and
+    returns the result as JSON, the fields of a Tako VM result (view=full)
+    that the sandbox knows:
+
+        status            succeeded | failed | timeout | oom | cancelled
+        exit_code         the interpreter's; 128+N when killed by signal N
+        stdout, stderr    capped, valid UTF-8; stdout_truncated, stderr_truncated
+        output            /output/result.json parsed, or null
+        error             {type, message, phase} or null (sandbox_errors)
+        artifacts         [{name, size_bytes, sha256, content_type}]
+        timing            {startup_ms, dep_install_ms, execution_ms, total_ms, phase_at_exit}
+        resource_usage    {max_rss_mb, cpu_time_ms, wall_time_ms}
+        code_hash, input_hash   sha256 hex
+
+    The artifacts' bytes stay available through tako_sandbox_artifact.
+    A sandbox runs one job, never more. The caller may cancel a run by
+    making spec.cancel_fd readable (an eventfd or a pipe).                  */
+
+#ifndef TAKO_SANDBOX_H_INCLUDED
+#define TAKO_SANDBOX_H_INCLUDED
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "sandbox_output.h"
+
+#define TAKO_SANDBOX_DEFAULT_PYTHON "/usr/bin/python3"
+//  Output drained after the job's tree died, at most this long.
+#define TAKO_SANDBOX_DRAIN_MS       2000
+//  The reaper's exit is awaited at most this long after SIGKILL.
+#define TAKO_SANDBOX_REAP_MS        5000
+#define TAKO_SANDBOX_ENV_MAX        256
+#define TAKO_SANDBOX_ERROR_MAX      256
+//  The error record the bootstrap writes (JSON {type, message}).
+#define TAKO_SANDBOX_ERROR_RECORD_MAX 8192
+
+typedef struct {
+    const char *name;
+    const char *value;
+} tako_sandbox_env_t;
+
+typedef struct {
+    const char *source;             //  host path
+    const char *target;             //  path inside the sandbox
+} tako_sandbox_bind_t;
+
+//  Everything a sandbox needs; strings and arrays are read during
+//  tako_sandbox_new and tako_sandbox_prepare only.
+typedef struct {
+    const char *code;               //  for tako_sandbox_execute
+    size_t code_size;
+    const char *input_json;         //  NULL = "{}"
+    int64_t timeout_ms;             //  execution phase
+    int64_t startup_timeout_ms;     //  until the interpreter is ready
+    int64_t memory_limit_bytes;     //  0 = none
+    double cpu_limit;               //  cores, 0 = none
+    int pids_limit;                 //  0 = none
+    int64_t nofile_soft, nofile_hard;
+    int64_t nproc_soft, nproc_hard;
+    int64_t fsize_bytes;
+    int64_t tmpfs_size_bytes;       //  /tmp
+    int64_t max_total_artifacts_bytes;  //  /output size and artifact total
+    int64_t max_artifact_bytes;
+    int64_t max_stdout_bytes, max_stderr_bytes;
+    int64_t max_code_bytes, max_input_bytes;
+    bool network_enabled;           //  share the host's network namespace
+    bool seccomp_enabled;
+    const tako_sandbox_env_t *env;  //  the job type's environment
+    size_t env_count;
+    const char *python_path;        //  NULL = TAKO_SANDBOX_DEFAULT_PYTHON
+    const char *rootfs;             //  NULL or "" = the host's /usr etc.
+    const tako_sandbox_bind_t *binds;   //  extra read-only binds
+    size_t bind_count;
+    int slot;                       //  0..TAKO_SANDBOX_SLOT_MAX: host uid 200000+slot
+    int cancel_fd;                  //  -1, or readable = cancel
+} tako_sandbox_spec_t;
+
+typedef struct tako_sandbox_t tako_sandbox_t;
+
+//  Fill spec with the configuration reference's defaults.
+void tako_sandbox_spec_defaults (tako_sandbox_spec_t *spec);
+
+//  A new sandbox (nothing started yet), or NULL when spec is invalid or
+//  memory is short.
+tako_sandbox_t *tako_sandbox_new (const tako_sandbox_spec_t *spec);
+
+//  Kill whatever still runs, remove the cgroup, free; safe twice.
+void tako_sandbox_destroy (tako_sandbox_t **self_p);
+
+//  Build the sandbox and start the interpreter; see above. 0 or -1.
+int tako_sandbox_prepare (tako_sandbox_t *self);
+
+//  True once prepared and waiting for its job.
+bool tako_sandbox_ready (tako_sandbox_t *self);
+
+//  Run the job; returns the result (caller decrefs) or NULL when the
+//  sandbox failed as infrastructure (see tako_sandbox_error).
+json_t *tako_sandbox_run (tako_sandbox_t *self, const char *code, size_t code_size,
+                          const char *input_json);
+
+//  "layer: reason" of the last infrastructure failure, or NULL.
+const char *tako_sandbox_error (tako_sandbox_t *self);
+
+//  The artifacts of the finished run (index < count); bytes included.
+size_t tako_sandbox_artifact_count (tako_sandbox_t *self);
+const tako_sandbox_artifact_t *tako_sandbox_artifact (tako_sandbox_t *self, size_t index);
+
+//  The host uid the job ran as (for checks that nothing is left behind).
+unsigned tako_sandbox_host_uid (tako_sandbox_t *self);
+
+//  One call: new, prepare, run with spec's code and input, destroy. NULL
+//  with *error (caller frees) when the sandbox could not be built.
+json_t *tako_sandbox_execute (const tako_sandbox_spec_t *spec, char **error);
+
+void tako_sandbox_test (bool verbose);
+
+#endif
