@@ -14,6 +14,7 @@
 #include <jansson.h>
 #include "tako_cli.h"
 #include "tako_config.h"
+#include "tako_executor.h"
 #include "actors/executor/tako_sandbox.h"
 #include "actors/executor/sandbox_runtime.h"
 #include "actors/executor/sandbox_uidmap.h"
@@ -180,35 +181,6 @@ input_load (const sandbox_args_t *args)
     return text;
 }
 
-static void
-spec_from_config (tako_sandbox_spec_t *spec, tako_config_t *config,
-                  const tako_config_job_type_t *job_type)
-{
-    tako_sandbox_spec_defaults (spec);
-    spec->timeout_ms = (int64_t) job_type->timeout * 1000;
-    spec->startup_timeout_ms = (int64_t) job_type->startup_timeout * 1000;
-    spec->memory_limit_bytes = job_type->memory_limit;
-    spec->cpu_limit = job_type->cpu_limit;
-    spec->pids_limit = config->container_limits.pids_limit;
-    spec->nofile_soft = config->container_limits.nofile_soft;
-    spec->nofile_hard = config->container_limits.nofile_hard;
-    spec->nproc_soft = config->container_limits.nproc_soft;
-    spec->nproc_hard = config->container_limits.nproc_hard;
-    spec->fsize_bytes = config->container_limits.fsize;
-    spec->tmpfs_size_bytes = config->container_limits.tmpfs_size;
-    spec->max_total_artifacts_bytes = config->max_total_artifacts_bytes;
-    spec->max_artifact_bytes = config->max_artifact_bytes;
-    spec->max_stdout_bytes = config->max_stdout_bytes;
-    spec->max_stderr_bytes = config->max_stderr_bytes;
-    spec->max_code_bytes = config->max_code_bytes;
-    spec->max_input_bytes = config->max_input_bytes;
-    spec->network_enabled = job_type->network_enabled;
-    spec->seccomp_enabled = config->enable_seccomp;
-    spec->python_path = config->sandbox_python && *config->sandbox_python
-                      ? config->sandbox_python: NULL;
-    spec->rootfs = job_type->base && *job_type->base? job_type->base
-                 : config->sandbox_rootfs && *config->sandbox_rootfs? config->sandbox_rootfs: NULL;
-}
 
 static int
 sandbox_run (tako_cli_t *cli, int argc, char **argv)
@@ -242,20 +214,15 @@ sandbox_run (tako_cli_t *cli, int argc, char **argv)
         fprintf (stderr, "tako-vm sandbox: warning: %s; using the native sandbox\n", warning);
 
     tako_sandbox_spec_t spec;
-    spec_from_config (&spec, config, job_type);
+    tako_sandbox_env_t *env = NULL;
     int rc = 2;
     size_t code_size = 0;
     char *code = file_slurp (args.file, &code_size);
     char *input = code? input_load (&args): NULL;
-    tako_sandbox_env_t *env = calloc (job_type->environment_count + 1, sizeof (tako_sandbox_env_t));
     if (!code)
         fprintf (stderr, "tako-vm sandbox: cannot read '%s'\n", args.file);
-    if (!code || !input || !env)
+    if (!code || !input || tako_executor_spec_from_config (&spec, config, job_type, &env) != 0)
         goto done;
-    for (size_t i = 0; i < job_type->environment_count; i++)
-        env [i] = (tako_sandbox_env_t) { job_type->environment [i].name, job_type->environment [i].value };
-    spec.env = env;
-    spec.env_count = job_type->environment_count;
     if (args.timeout_s > 0)
         spec.timeout_ms = (int64_t) ceil (args.timeout_s * MS_PER_SECOND);
     if (args.startup_timeout_s > 0)

@@ -38,21 +38,6 @@ struct _tako_msg_t {
 //  How much of a string field tako_msg_print shows.
 #define PRINT_STRING_MAX  120
 
-static int
-fail (char **error, const char *format, ...)
-{
-    if (error) {
-        va_list args;
-        va_start (args, format);
-        char *text = NULL;
-        if (vasprintf (&text, format, args) < 0)
-            text = NULL;
-        va_end (args);
-        free (*error);
-        *error = text;
-    }
-    return -1;
-}
 
 //  ---------------------------------------------------------------------
 //  Values.
@@ -522,7 +507,7 @@ check_required (tako_msg_t *self, char **error)
 {
     for (size_t i = 0; i < self->command->field_count; i++)
         if (self->command->fields [i].required && !self->values [i].set)
-            return fail (error, "%s: missing required field %s", self->command->name,
+            return tako_proto_fail (error, "%s: missing required field %s", self->command->name,
                          self->command->fields [i].name);
     return 0;
 }
@@ -552,7 +537,7 @@ tako_msg_encode_body (tako_msg_t *self, uint8_t **data, size_t *size, char **err
     //  a peer would refuse (too big, too many elements).
     if (!buffer.data || tako_proto_body_scan (buffer.data, buffer.size, error) < 0) {
         if (!buffer.data)
-            fail (error, "out of memory");
+            tako_proto_fail (error, "out of memory");
         msgpack_sbuffer_destroy (&buffer);
         return -1;
     }
@@ -605,10 +590,10 @@ json_from_map (const msgpack_object_map *map, json_t **value, char **error)
         json_t *member = NULL;
         int rc = -1;
         if (!key)
-            fail (error, "object key is not UTF-8 text");
+            tako_proto_fail (error, "object key is not UTF-8 text");
         else
         if (json_object_get (object, key))
-            fail (error, "object has a duplicate key");
+            tako_proto_fail (error, "object has a duplicate key");
         else
         if (json_from_msgpack (&map->ptr [i].val, &member, error) == 0)
             rc = json_object_set_new (object, key, member);
@@ -619,7 +604,7 @@ json_from_map (const msgpack_object_map *map, json_t **value, char **error)
         }
     }
     *value = object;
-    return object? 0: fail (error, "out of memory");
+    return object? 0: tako_proto_fail (error, "out of memory");
 }
 
 static int
@@ -635,7 +620,7 @@ json_from_array (const msgpack_object_array *array, json_t **value, char **error
         }
     }
     *value = list;
-    return list? 0: fail (error, "out of memory");
+    return list? 0: tako_proto_fail (error, "out of memory");
 }
 
 static int
@@ -647,7 +632,7 @@ json_from_msgpack (const msgpack_object *object, json_t **value, char **error)
         case MSGPACK_OBJECT_BOOLEAN: *value = json_boolean (object->via.boolean); break;
         case MSGPACK_OBJECT_POSITIVE_INTEGER:
             if (object->via.u64 > INT64_MAX)
-                return fail (error, "integer out of range");
+                return tako_proto_fail (error, "integer out of range");
             *value = json_integer ((json_int_t) object->via.u64);
             break;
         case MSGPACK_OBJECT_NEGATIVE_INTEGER:
@@ -656,12 +641,12 @@ json_from_msgpack (const msgpack_object *object, json_t **value, char **error)
         case MSGPACK_OBJECT_FLOAT32:
         case MSGPACK_OBJECT_FLOAT64:
             if (!isfinite (object->via.f64))
-                return fail (error, "number is not finite");
+                return tako_proto_fail (error, "number is not finite");
             *value = json_real (object->via.f64);
             break;
         case MSGPACK_OBJECT_STR:
             if (!tako_proto_utf8_valid (object->via.str.ptr, object->via.str.size))
-                return fail (error, "string is not valid UTF-8");
+                return tako_proto_fail (error, "string is not valid UTF-8");
             *value = json_stringn_nocheck (object->via.str.size? object->via.str.ptr: "",
                                            object->via.str.size);
             break;
@@ -670,9 +655,9 @@ json_from_msgpack (const msgpack_object *object, json_t **value, char **error)
         case MSGPACK_OBJECT_MAP:
             return json_from_map (&object->via.map, value, error);
         default:
-            return fail (error, "binary data inside an object");
+            return tako_proto_fail (error, "binary data inside an object");
     }
-    return *value? 0: fail (error, "out of memory");
+    return *value? 0: tako_proto_fail (error, "out of memory");
 }
 
 //  Store one decoded field value; nil means absent (object: JSON null).
@@ -687,7 +672,7 @@ value_from_msgpack (value_t *value, const tako_proto_field_t *field,
         case TAKO_FIELD_STR:
             if (object->type != MSGPACK_OBJECT_STR
             ||  !(value->as.str = name_from (&object->via.str, TAKO_PROTO_BODY_MAX)))
-                return fail (error, "field %s: want %s (UTF-8, no NUL)", field->name, type);
+                return tako_proto_fail (error, "field %s: want %s (UTF-8, no NUL)", field->name, type);
             break;
         case TAKO_FIELD_INT:
             if (object->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
@@ -696,11 +681,11 @@ value_from_msgpack (value_t *value, const tako_proto_field_t *field,
             if (object->type == MSGPACK_OBJECT_POSITIVE_INTEGER && object->via.u64 <= INT64_MAX)
                 value->as.integer = (int64_t) object->via.u64;
             else
-                return fail (error, "field %s: want %s", field->name, type);
+                return tako_proto_fail (error, "field %s: want %s", field->name, type);
             break;
         case TAKO_FIELD_BOOL:
             if (object->type != MSGPACK_OBJECT_BOOLEAN)
-                return fail (error, "field %s: want %s", field->name, type);
+                return tako_proto_fail (error, "field %s: want %s", field->name, type);
             value->as.boolean = object->via.boolean;
             break;
         case TAKO_FIELD_DOUBLE:
@@ -714,32 +699,32 @@ value_from_msgpack (value_t *value, const tako_proto_field_t *field,
             if (object->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
                 value->as.real = (double) object->via.i64;
             else
-                return fail (error, "field %s: want %s", field->name, type);
+                return tako_proto_fail (error, "field %s: want %s", field->name, type);
             if (!isfinite (value->as.real))
-                return fail (error, "field %s: not a finite number", field->name);
+                return tako_proto_fail (error, "field %s: not a finite number", field->name);
             break;
         case TAKO_FIELD_BIN:
             if (object->type != MSGPACK_OBJECT_BIN)
-                return fail (error, "field %s: want %s", field->name, type);
+                return tako_proto_fail (error, "field %s: want %s", field->name, type);
             value->as.bin.size = object->via.bin.size;
             if (!(value->as.bin.data = malloc (object->via.bin.size + 1)))
-                return fail (error, "out of memory");
+                return tako_proto_fail (error, "out of memory");
             if (object->via.bin.size)   //  an empty bin has a NULL pointer
                 memcpy (value->as.bin.data, object->via.bin.ptr, object->via.bin.size);
             break;
         case TAKO_FIELD_STRLIST: {
             const msgpack_object_array *array = &object->via.array;
             if (object->type != MSGPACK_OBJECT_ARRAY)
-                return fail (error, "field %s: want %s", field->name, type);
+                return tako_proto_fail (error, "field %s: want %s", field->name, type);
             if (!(value->as.list.items = calloc (array->size + 1, sizeof (char *))))
-                return fail (error, "out of memory");
+                return tako_proto_fail (error, "out of memory");
             //  Count as we go so a failure half-way frees what was made.
             value->set = true;
             for (uint32_t i = 0; i < array->size; i++) {
                 if (array->ptr [i].type != MSGPACK_OBJECT_STR
                 ||  !(value->as.list.items [i] = name_from (&array->ptr [i].via.str,
                                                              TAKO_PROTO_BODY_MAX)))
-                    return fail (error, "field %s: want %s (UTF-8, no NUL)", field->name, type);
+                    return tako_proto_fail (error, "field %s: want %s (UTF-8, no NUL)", field->name, type);
                 value->as.list.count++;
             }
             break;
@@ -748,7 +733,7 @@ value_from_msgpack (value_t *value, const tako_proto_field_t *field,
             value->set = true;      //  so a failure frees a partial value
             if (json_from_msgpack (object, &value->as.json, error) < 0) {
                 char *reason = error && *error? strdup (*error): NULL;
-                fail (error, "field %s: %s", field->name, reason? reason: "invalid");
+                tako_proto_fail (error, "field %s: %s", field->name, reason? reason: "invalid");
                 free (reason);
                 return -1;
             }
@@ -775,7 +760,7 @@ fields_from_map (tako_msg_t *self, const msgpack_object_map *map, char **error)
         char *name = name_from (&map->ptr [i].key.via.str, TAKO_PROTO_FIELD_NAME_MAX);
         ssize_t index = name? field_index (self, name): -1;
         if (index < 0) {
-            fail (error, "%s: unknown field %s", self->command->name,
+            tako_proto_fail (error, "%s: unknown field %s", self->command->name,
                   name? printable_or (name, "(unprintable)"): "(too long)");
             free (name);
             return -1;
@@ -784,7 +769,7 @@ fields_from_map (tako_msg_t *self, const msgpack_object_map *map, char **error)
         value_t *value = &self->values [index];
         const tako_proto_field_t *field = &self->command->fields [index];
         if (value->set)
-            return fail (error, "%s: duplicate field %s", self->command->name, field->name);
+            return tako_proto_fail (error, "%s: duplicate field %s", self->command->name, field->name);
         if (value_from_msgpack (value, field, &map->ptr [i].val, error) < 0) {
             value_clear (value, field->type);
             return -1;
@@ -798,14 +783,14 @@ tako_msg_decode_body (const char *command, const void *body, size_t body_size, c
 {
     const tako_proto_command_t *entry = tako_proto_command_find (command);
     if (!entry) {
-        fail (error, "unknown command");
+        tako_proto_fail (error, "unknown command");
         return NULL;
     }
     if (tako_proto_body_scan (body, body_size, error) < 0)
         return NULL;
     tako_msg_t *self = msg_new_for (entry);
     if (!self) {
-        fail (error, "out of memory");
+        tako_proto_fail (error, "out of memory");
         return NULL;
     }
     msgpack_unpacked unpacked;
@@ -814,7 +799,7 @@ tako_msg_decode_body (const char *command, const void *body, size_t body_size, c
     msgpack_unpack_return rc = msgpack_unpack_next (&unpacked, body, body_size, &offset);
     if (rc != MSGPACK_UNPACK_SUCCESS || offset != body_size
     ||  unpacked.data.type != MSGPACK_OBJECT_MAP) {
-        fail (error, "body is not one msgpack map");
+        tako_proto_fail (error, "body is not one msgpack map");
         tako_msg_destroy (&self);
     }
     else
@@ -849,7 +834,7 @@ tako_msg_t *
 tako_msg_decode_zmsg (zmsg_t *frames, char **error)
 {
     if (!frames || zmsg_size (frames) != TAKO_PROTO_FRAME_COUNT) {
-        fail (error, "want %d frames, got %zu", TAKO_PROTO_FRAME_COUNT,
+        tako_proto_fail (error, "want %d frames, got %zu", TAKO_PROTO_FRAME_COUNT,
               frames? zmsg_size (frames): 0);
         return NULL;
     }
@@ -922,7 +907,7 @@ tako_msg_recv_router (zsock_t *router, zframe_t **routing_id_p, char **error)
     tako_msg_t *self = tako_msg_decode_zmsg (frames, error);
     zmsg_destroy (&frames);
     if (self && *routing_id_p && msg_set_routing_id (self, *routing_id_p) < 0) {
-        fail (error, "out of memory");
+        tako_proto_fail (error, "out of memory");
         tako_msg_destroy (&self);
     }
     return self;

@@ -86,8 +86,8 @@ tako_proto_type_name (tako_field_type_t type)
 //  ---------------------------------------------------------------------
 //  Errors: short, and never quoting more than a few bytes of input.
 
-static int
-fail (char **error, const char *format, ...)
+int
+tako_proto_fail (char **error, const char *format, ...)
 {
     if (error) {
         va_list args;
@@ -114,7 +114,7 @@ tako_proto_check_signature (const void *data, size_t size, char **error)
     const char *bytes = data;
     size_t name_size = strlen (TAKO_PROTO_NAME);
     if (!data || size < name_size + 1 || memcmp (bytes, TAKO_PROTO_NAME "/", name_size + 1) != 0)
-        return fail (error, "not a TAKO message (bad protocol tag)");
+        return tako_proto_fail (error, "not a TAKO message (bad protocol tag)");
     if (size != TAKO_PROTO_SIGNATURE_SIZE
     ||  memcmp (bytes, TAKO_PROTO_SIGNATURE, TAKO_PROTO_SIGNATURE_SIZE) != 0) {
         //  Say which version the peer speaks, if it is short and printable.
@@ -125,7 +125,7 @@ tako_proto_check_signature (const void *data, size_t size, char **error)
             printable = isdigit ((unsigned char) bytes [name_size + 1 + i]);
         if (printable)
             memcpy (version, bytes + name_size + 1, length);
-        return fail (error, "unsupported protocol version %s (this peer speaks %s)",
+        return tako_proto_fail (error, "unsupported protocol version %s (this peer speaks %s)",
                      printable? version: "?", TAKO_PROTO_SIGNATURE);
     }
     return 0;
@@ -205,9 +205,9 @@ int
 tako_proto_check_address (const void *data, size_t size, char **error)
 {
     if (size > TAKO_PROTO_ADDRESS_MAX)
-        return fail (error, "address longer than %d bytes", TAKO_PROTO_ADDRESS_MAX);
+        return tako_proto_fail (error, "address longer than %d bytes", TAKO_PROTO_ADDRESS_MAX);
     if (size > 0 && !address_is_valid (data, size))
-        return fail (error, "malformed address (want a service name or SERVICE.SUFFIX)");
+        return tako_proto_fail (error, "malformed address (want a service name or SERVICE.SUFFIX)");
     return 0;
 }
 
@@ -216,18 +216,18 @@ tako_proto_check_command (const void *data, size_t size, char **error)
 {
     const char *text = data;
     if (size == 0)
-        return fail (error, "empty command");
+        return tako_proto_fail (error, "empty command");
     if (size > TAKO_PROTO_COMMAND_MAX)
-        return fail (error, "command longer than %d bytes", TAKO_PROTO_COMMAND_MAX);
+        return tako_proto_fail (error, "command longer than %d bytes", TAKO_PROTO_COMMAND_MAX);
     for (size_t i = 0; i < size; i++)
         if (!((text [i] >= 'A' && text [i] <= 'Z') || text [i] == '_'
               || (i > 0 && text [i] >= '0' && text [i] <= '9')))
-            return fail (error, "malformed command (want upper-case ASCII)");
+            return tako_proto_fail (error, "malformed command (want upper-case ASCII)");
     char name [TAKO_PROTO_COMMAND_MAX + 1];
     memcpy (name, text, size);
     name [size] = 0;
     if (!tako_proto_command_find (name))
-        return fail (error, "unknown command %s", name);
+        return tako_proto_fail (error, "unknown command %s", name);
     return 0;
 }
 
@@ -380,15 +380,15 @@ static int
 scan_container_open (scan_t *scan, const item_t *item, char **error)
 {
     if (scan->depth >= TAKO_PROTO_DEPTH_MAX)
-        return fail (error, "body nested deeper than %d", TAKO_PROTO_DEPTH_MAX);
+        return tako_proto_fail (error, "body nested deeper than %d", TAKO_PROTO_DEPTH_MAX);
     uint64_t items = item->kind == ITEM_MAP? item->length * 2: item->length;
     size_t left = scan->size - scan->pos;
     if (scan->pending + items > left)
-        return fail (error, "body declares %llu items with %zu bytes left",
+        return tako_proto_fail (error, "body declares %llu items with %zu bytes left",
                      (unsigned long long) items, left);
     scan->elements += items;
     if (scan->elements > TAKO_PROTO_ELEMENTS_MAX)
-        return fail (error, "body has more than %d elements", TAKO_PROTO_ELEMENTS_MAX);
+        return tako_proto_fail (error, "body has more than %d elements", TAKO_PROTO_ELEMENTS_MAX);
     if (items > 0) {
         scan->stack [scan->depth++] = (scan_level_t) {
             (uint32_t) items, item->kind == ITEM_MAP, item->kind == ITEM_MAP
@@ -403,28 +403,28 @@ scan_one (scan_t *scan, char **error)
 {
     item_t item;
     if (item_read (scan->data + scan->pos, scan->size - scan->pos, &item) < 0)
-        return fail (error, "body truncated");
+        return tako_proto_fail (error, "body truncated");
     if (item.kind == ITEM_EXT)
-        return fail (error, "body contains a msgpack ext value");
+        return tako_proto_fail (error, "body contains a msgpack ext value");
     if (item.kind == ITEM_BAD)
-        return fail (error, "body contains an invalid msgpack byte 0x%02x",
+        return tako_proto_fail (error, "body contains an invalid msgpack byte 0x%02x",
                      scan->data [scan->pos]);
     if (scan->depth == 0 && item.kind != ITEM_MAP)
-        return fail (error, "body is not a msgpack map");
+        return tako_proto_fail (error, "body is not a msgpack map");
     if (scan_item_start (scan) && item.kind != ITEM_STR)
-        return fail (error, "body has a map key that is not a string");
+        return tako_proto_fail (error, "body has a map key that is not a string");
     scan->pos += item.header;
     size_t left = scan->size - scan->pos;
     if (item.kind == ITEM_STR || item.kind == ITEM_BIN) {
         //  The payload, plus one byte for every item not yet started.
         if (item.length > left || scan->pending > left - item.length)
-            return fail (error, "body truncated (string of %llu bytes)",
+            return tako_proto_fail (error, "body truncated (string of %llu bytes)",
                          (unsigned long long) item.length);
         scan->pos += item.length;
     }
     else
     if (scan->pending > left)
-        return fail (error, "body truncated");
+        return tako_proto_fail (error, "body truncated");
     if ((item.kind == ITEM_ARRAY || item.kind == ITEM_MAP)
     &&  scan_container_open (scan, &item, error) < 0)
         return -1;
@@ -436,21 +436,21 @@ int
 tako_proto_body_scan (const void *data, size_t size, char **error)
 {
     if (!data || size == 0)
-        return fail (error, "empty body");
+        return tako_proto_fail (error, "empty body");
     if (size > TAKO_PROTO_BODY_MAX)
-        return fail (error, "body larger than %d bytes", TAKO_PROTO_BODY_MAX);
+        return tako_proto_fail (error, "body larger than %d bytes", TAKO_PROTO_BODY_MAX);
     scan_t scan = { .data = data, .size = size };
     //  The top-level map: read it, then items until every container closed.
     if (scan_one (&scan, error) < 0)
         return -1;
     while (scan.depth > 0) {
         if (scan.pos >= scan.size)
-            return fail (error, "body truncated");
+            return tako_proto_fail (error, "body truncated");
         if (scan_one (&scan, error) < 0)
             return -1;
     }
     if (scan.pos != scan.size)
-        return fail (error, "%zu trailing bytes after the body map", scan.size - scan.pos);
+        return tako_proto_fail (error, "%zu trailing bytes after the body map", scan.size - scan.pos);
     return 0;
 }
 

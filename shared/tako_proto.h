@@ -338,4 +338,10 @@ void tako_proto_test (bool verbose);
 
 #include "tako_msg.h"
 
+//  Set *error (if error is not NULL; the caller frees it) to the
+//  formatted reason, replacing any earlier one. Returns -1, so decoders
+//  can `return tako_proto_fail (error, "...")`.
+int tako_proto_fail (char **error, const char *format, ...)
+    __attribute__ ((format (printf, 2, 3)));
+
 #endif
