@@ -1,5 +1,6 @@
 /*  sandbox_cgroup — one group per sandbox, v1 or v2.  */
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -133,11 +134,44 @@ own_cgroup_path (const char *controller, char *hierarchy, size_t hierarchy_size,
     return -1;
 }
 
+static bool procs_kill (const char *dir);
+
+//  A group named tako-sandbox-<pid>-... whose creating process is gone was
+//  left by a creator that was killed (SIGKILL leaves no chance to clean
+//  up). Its processes died with the creator (parent-death signal), so it
+//  is empty or nearly: kill what is left and remove it. A live creator's
+//  groups, or a reused pid's, are left alone.
+static void
+stale_groups_sweep (const char *dir)
+{
+    DIR *listing = opendir (dir);
+    if (!listing)
+        return;
+    struct dirent *entry;
+    while ((entry = readdir (listing))) {
+        int creator = 0;
+        if (sscanf (entry->d_name, TAKO_SANDBOX_CGROUP_PREFIX "%d-", &creator) != 1
+        ||  creator <= 0 || creator == (int) getpid ()
+        ||  kill (creator, 0) == 0 || errno != ESRCH)
+            continue;
+        char path [PATH_MAX];
+        if (snprintf (path, sizeof (path), "%s/%s", dir, entry->d_name) >= (int) sizeof (path))
+            continue;
+        for (int round = 0; round < KILL_ROUNDS && !procs_kill (path); round++)
+            ;
+        rmdir (path);
+    }
+    closedir (listing);
+}
+
 static char *
 group_create (const char *mount, const char *parent, const char *name)
 {
-    char path [PATH_MAX];
-    if (snprintf (path, sizeof (path), "%s%s/%s", mount, parent, name) >= (int) sizeof (path)
+    char dir [PATH_MAX], path [PATH_MAX];
+    if (snprintf (dir, sizeof (dir), "%s%s", mount, parent) >= (int) sizeof (dir))
+        return NULL;
+    stale_groups_sweep (dir);
+    if (snprintf (path, sizeof (path), "%s/%s", dir, name) >= (int) sizeof (path)
     ||  mkdir (path, 0755) != 0)
         return NULL;
     return strdup (path);

@@ -26,6 +26,9 @@
 #include <sys/types.h>
 
 #define TAKO_SANDBOX_CGROUP_ROOT       "/sys/fs/cgroup"
+//  Every sandbox group is named PREFIX<creator pid>-<slot>-<time>, so one
+//  left by a killed creator can be recognised and removed.
+#define TAKO_SANDBOX_CGROUP_PREFIX     "tako-sandbox-"
 #define TAKO_SANDBOX_CPU_PERIOD_US     100000
 //  Removing a cgroup right after its last process died can briefly fail.
 #define TAKO_SANDBOX_CGROUP_RMDIR_TRIES 200

@@ -174,6 +174,72 @@ reap_until_interpreter_exits (const tako_sandbox_init_plan_t *plan, pid_t interp
     }
 }
 
+//  pid 1's argv and environment are the host process's (a fork copies
+//  them), and any process in the sandbox can read /proc/1/cmdline: host
+//  paths, the job's --input, internal addresses. Overwrite our copy of
+//  those strings (the memory ranges come from /proc/self/stat, fields
+//  48-51) and take a neutral name. System calls and stack only.
+#define REAPER_NAME         "tako-init"
+#define STAT_BUFFER         4096
+#define STAT_FIELD_ARG_START 48
+
+static int
+stat_memory_ranges (unsigned long ranges [4])
+{
+    char buffer [STAT_BUFFER];
+    int fd = open ("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t size = read (fd, buffer, sizeof (buffer) - 1);
+    close (fd);
+    if (size <= 0)
+        return -1;
+    buffer [size] = '\0';
+    char *cursor = strrchr (buffer, ')');       //  comm may hold spaces
+    if (!cursor)
+        return -1;
+    int field = 2;
+    int found = 0;
+    while (*cursor && found < 4) {
+        while (*cursor && *cursor != ' ')
+            cursor++;
+        while (*cursor == ' ')
+            cursor++;
+        if (!*cursor)
+            break;
+        field++;
+        if (field >= STAT_FIELD_ARG_START) {
+            unsigned long value = 0;
+            for (const char *digit = cursor; *digit >= '0' && *digit <= '9'; digit++)
+                value = value * 10 + (unsigned long) (*digit - '0');
+            ranges [found++] = value;
+        }
+    }
+    return found == 4? 0: -1;
+}
+
+static void
+scrub_range (unsigned long start, unsigned long end)
+{
+    for (volatile char *byte = (volatile char *) start; (unsigned long) byte < end; byte++)
+        *byte = 0;
+}
+
+static void
+scrub_host_strings (void)
+{
+    unsigned long ranges [4];       //  arg_start, arg_end, env_start, env_end
+    if (stat_memory_ranges (ranges) == 0) {
+        if (ranges [1] > ranges [0])
+            scrub_range (ranges [0], ranges [1]);
+        if (ranges [3] > ranges [2])
+            scrub_range (ranges [2], ranges [3]);
+        if (ranges [1] - ranges [0] > sizeof (REAPER_NAME))
+            memcpy ((char *) ranges [0], REAPER_NAME, sizeof (REAPER_NAME));
+    }
+    prctl (PR_SET_NAME, REAPER_NAME, 0, 0, 0);
+}
+
 //  Close every inherited fd but ours: the host's sockets, its stdio, and
 //  the host ends of our pipes (or the job pipe would never see EOF).
 static void
@@ -202,6 +268,7 @@ void
 tako_sandbox_reaper_main (const tako_sandbox_init_plan_t *plan)
 {
     int report_fd = plan->report_fd;
+    scrub_host_strings ();
     close_all_but_plan (plan);
     struct sigaction ignore;
     memset (&ignore, 0, sizeof (ignore));
@@ -216,6 +283,9 @@ tako_sandbox_reaper_main (const tako_sandbox_init_plan_t *plan)
 
     if (tako_sandbox_uidmap_become_user () != 0)
         fail (report_fd, TAKO_LAYER_UIDMAP, 0);
+    //  Changing uid cleared the parent-death signal: arm it again. If the
+    //  host died in between, the job pipe reads EOF and we exit anyway.
+    prctl (PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
     const char *step = NULL;
     if (tako_sandbox_namespaces_enter (plan->network_enabled, &step) != 0)
         fail (report_fd, TAKO_LAYER_NAMESPACES, 0);

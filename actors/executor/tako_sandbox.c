@@ -501,7 +501,7 @@ sandbox_start (tako_sandbox_t *self)
         return -1;
     }
     char name [96];
-    snprintf (name, sizeof (name), "tako-sandbox-%d-%d-%lld", (int) getpid (), self->spec.slot,
+    snprintf (name, sizeof (name), TAKO_SANDBOX_CGROUP_PREFIX "%d-%d-%lld", (int) getpid (), self->spec.slot,
               (long long) now_ns ());
     tako_sandbox_cgroup_limits_t limits = {
         self->spec.memory_limit_bytes, self->spec.cpu_limit, self->spec.pids_limit
@@ -645,13 +645,16 @@ error_object (const char *type, const char *message, const char *phase)
 static json_t *
 bootstrap_error (tako_sandbox_t *self)
 {
-    if (!self->error_record.size)
+    //  See sandbox_errors.h: a record is believed only after a failure.
+    bool failed = self->have_exit && WIFEXITED (self->exit_status)
+               && WEXITSTATUS (self->exit_status) != 0;
+    if (!self->error_record.size || !failed)
         return NULL;
     json_t *record = json_loadb (self->error_record.data, self->error_record.size, 0, NULL);
     const char *type = json_string_value (json_object_get (record, "type"));
     const char *message = json_string_value (json_object_get (record, "message"));
     json_t *error = NULL;
-    if (type && message && tako_sandbox_error_type_known (type)) {
+    if (type && message && tako_sandbox_error_type_from_exception (type)) {
         char clipped [ERROR_MESSAGE_MAX + 1];
         snprintf (clipped, sizeof (clipped), "%s", message);
         size_t size = 0;

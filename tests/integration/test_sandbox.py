@@ -346,6 +346,57 @@ def cgroup_directories_are_removed():
     check(not leftovers, leftovers)
 
 
+def sandbox_groups_of_slot(slot):
+    found = []
+    for root in ("/sys/fs/cgroup/pids", "/sys/fs/cgroup/unified", "/sys/fs/cgroup/cpu"):
+        if os.path.isdir(root):
+            found += [d for d in os.listdir(root) if d.startswith("tako-sandbox-") and f"-{slot}-" in d]
+    return found
+
+
+@test
+def a_killed_creator_takes_its_sandbox_down_and_its_groups_are_swept():
+    # SIGKILL the CLI while its job runs: the sandbox must die with it (the
+    # reaper's parent-death signal), and the next sandbox created on this
+    # host removes the cgroups the killed one could not clean up.
+    slot = random.randint(20000, 60000)
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as source:
+        source.write("import time\nprint('up', flush=True)\ntime.sleep(60)\n")
+    try:
+        cli = subprocess.Popen([TAKO, "sandbox", source.name, "--slot", str(slot), "--timeout", "60"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        uid = 200000 + slot
+        wait_for(lambda: host_processes_of_uid(uid), timeout=30, what="the job to start")
+        cli.kill()
+        cli.wait(timeout=10)
+        wait_for(lambda: not host_processes_of_uid(uid), timeout=5,
+                 what=f"no process of uid {uid} after the CLI was killed")
+    finally:
+        os.unlink(source.name)
+    check(sandbox_groups_of_slot(slot), "expected the killed CLI to leave its cgroups")
+    ran("print('sweep')\n")
+    check(not sandbox_groups_of_slot(slot), f"stale groups left: {sandbox_groups_of_slot(slot)}")
+
+
+@test
+def the_host_command_line_is_not_visible_as_pid_1():
+    result = ran("print(open('/proc/1/cmdline','rb').read().split(b'\\0')[0].decode())\n",
+                 "--input", '{"marker": "host-secret-marker"}')
+    check(result["stdout"] == "tako-init\n", result["stdout"])
+
+
+@test
+def a_forged_error_record_does_not_change_a_successful_run():
+    forge = ("import os\n"
+             "for fd in range(3, 64):\n"
+             "    try: os.write(fd, b'{\"type\": \"oom\", \"message\": \"forged\"}')\n"
+             "    except OSError: pass\n")
+    result = ran(forge)
+    check(result["status"] == "succeeded" and result["error"] is None, result)
+    result = ran(forge.replace("oom", "internal_error") + "raise SystemExit(1)\n")
+    check(result["status"] == "failed" and error_type(result) == "runtime_error", result)
+
+
 @test
 def network_is_loopback_only():
     code = ("import socket\nprint(sorted(n for _, n in socket.if_nameindex()))\n"
