@@ -5,7 +5,10 @@
     been placed in /code and /input ("G"), then runs /code/main.py as
     __main__ with runpy. An uncaught exception is classified with the error
     table below (order matters: JSONDecodeError before ValueError, the
-    OSError subclasses before OSError) and written as {"type", "message"}
+    OSError subclasses before OSError). json and traceback are imported
+    only on that failure path (json alone costs ~10 ms of start-up); a job
+    can raise JSONDecodeError only after loading json.decoder itself, so
+    that row is added only then. and written as {"type", "message"}
     JSON to fd 5; the traceback, without the bootstrap frames, goes to
     stderr as Python would print it; the exit code is Python's usual.     */
 
@@ -14,7 +17,7 @@
 const char tako_sandbox_bootstrap_source [] =
     "import os, sys\n"
     "def _tako_bootstrap():\n"
-    "    import json, runpy, traceback\n"
+    "    import runpy\n"
     "    READY_FD, GO_FD, ERROR_FD = 3, 4, 5\n"
     "    MESSAGE_MAX = 1024\n"
     "    os.write(READY_FD, b'R')\n"
@@ -22,17 +25,26 @@ const char tako_sandbox_bootstrap_source [] =
     "    if os.read(GO_FD, 1) != b'G':\n"
     "        os._exit(125)\n"
     "    os.close(GO_FD)\n"
-    "    table = (\n"
-    "        (SyntaxError, 'syntax_error'), (ImportError, 'import_error'),\n"
-    "        (json.JSONDecodeError, 'json_error'), (UnicodeError, 'encoding_error'),\n"
-    "        ((IsADirectoryError, NotADirectoryError), 'file_error'),\n"
-    "        (FileNotFoundError, 'file_not_found'), (PermissionError, 'permission'),\n"
-    "        (RecursionError, 'recursion_error'), (ZeroDivisionError, 'division_error'),\n"
-    "        (OverflowError, 'overflow_error'), (MemoryError, 'oom'), (OSError, 'os_error'),\n"
-    "        (AssertionError, 'assertion_error'), (TypeError, 'type_error'),\n"
-    "        (ValueError, 'value_error'), (KeyError, 'key_error'), (IndexError, 'index_error'),\n"
-    "        (AttributeError, 'attribute_error'), (NameError, 'name_error'))\n"
+    "    def classify(error):\n"
+    "        table = (\n"
+    "            (SyntaxError, 'syntax_error'), (ImportError, 'import_error'),\n"
+    "            (UnicodeError, 'encoding_error'),\n"
+    "            ((IsADirectoryError, NotADirectoryError), 'file_error'),\n"
+    "            (FileNotFoundError, 'file_not_found'), (PermissionError, 'permission'),\n"
+    "            (RecursionError, 'recursion_error'), (ZeroDivisionError, 'division_error'),\n"
+    "            (OverflowError, 'overflow_error'), (MemoryError, 'oom'), (OSError, 'os_error'),\n"
+    "            (AssertionError, 'assertion_error'), (TypeError, 'type_error'),\n"
+    "            (ValueError, 'value_error'), (KeyError, 'key_error'), (IndexError, 'index_error'),\n"
+    "            (AttributeError, 'attribute_error'), (NameError, 'name_error'))\n"
+    "        decoder = sys.modules.get('json.decoder')\n"
+    "        if decoder is not None:\n"
+    "            table = ((decoder.JSONDecodeError, 'json_error'),) + table\n"
+    "        for classes, name in table:\n"
+    "            if isinstance(error, classes):\n"
+    "                return name\n"
+    "        return 'runtime_error'\n"
     "    def report(kind, message):\n"
+    "        import json\n"
     "        record = json.dumps({'type': kind, 'message': message[:MESSAGE_MAX]})\n"
     "        try:\n"
     "            os.write(ERROR_FD, record.encode('utf-8', 'replace'))\n"
@@ -54,17 +66,13 @@ const char tako_sandbox_bootstrap_source [] =
     "            code = 1\n"
     "            report('runtime_error', str(stop.code))\n"
     "    except BaseException as error:\n"
-    "        kind = 'runtime_error'\n"
-    "        for classes, name in table:\n"
-    "            if isinstance(error, classes):\n"
-    "                kind = name\n"
-    "                break\n"
     "        text = str(error)\n"
-    "        report(kind, type(error).__name__ + (': ' + text if text else ''))\n"
+    "        report(classify(error), type(error).__name__ + (': ' + text if text else ''))\n"
     "        tb = error.__traceback__\n"
     "        while tb is not None and tb.tb_frame.f_code.co_filename != '/code/main.py':\n"
     "            tb = tb.tb_next\n"
     "        try:\n"
+    "            import traceback\n"
     "            sys.stderr.write(''.join(traceback.format_exception(type(error), error, tb)))\n"
     "        except BaseException:\n"
     "            pass\n"

@@ -1,0 +1,109 @@
+/*  bench_sandbox — what a long-running executor pays per cold job.
+
+    Interleaves N runs of tako_sandbox_execute ("print(1+1)", default
+    limits, full isolation) with N spawns of a bare
+    `/usr/bin/python3 -c 'print(1+1)'` from the same process, and prints
+    p50/p90 of each and their ratio. Informative only, never pass/fail.
+
+        build/bench/bench_sandbox [N]                                     */
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include "tako_sandbox.h"
+
+#define DEFAULT_RUNS  30
+#define BENCH_SLOT    900
+
+extern char **environ;
+
+static double
+now_ms (void)
+{
+    struct timespec now;
+    clock_gettime (CLOCK_MONOTONIC, &now);
+    return now.tv_sec * 1000.0 + now.tv_nsec / 1e6;
+}
+
+static double
+bare_python_ms (void)
+{
+    char *argv [] = { "/usr/bin/python3", "-c", "print(1+1)", NULL };
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init (&actions);
+    posix_spawn_file_actions_addopen (&actions, 1, "/dev/null", O_WRONLY, 0);
+    double start = now_ms ();
+    pid_t pid;
+    if (posix_spawn (&pid, argv [0], &actions, NULL, argv, environ) != 0) {
+        perror ("posix_spawn");
+        exit (1);
+    }
+    int status;
+    waitpid (pid, &status, 0);
+    posix_spawn_file_actions_destroy (&actions);
+    return now_ms () - start;
+}
+
+static double
+sandbox_ms (void)
+{
+    tako_sandbox_spec_t spec;
+    tako_sandbox_spec_defaults (&spec);
+    spec.code = "print(1+1)\n";
+    spec.code_size = 11;
+    spec.slot = BENCH_SLOT;
+    char *error = NULL;
+    double start = now_ms ();
+    json_t *result = tako_sandbox_execute (&spec, &error);
+    double took = now_ms () - start;
+    const char *status = json_string_value (json_object_get (result, "status"));
+    if (!result || !status || strcmp (status, "succeeded") != 0) {
+        fprintf (stderr, "bench_sandbox: sandbox failed: %s\n", error? error: "bad status");
+        exit (1);
+    }
+    json_decref (result);
+    return took;
+}
+
+static int
+compare (const void *a, const void *b)
+{
+    double x = *(const double *) a, y = *(const double *) b;
+    return (x > y) - (x < y);
+}
+
+static double
+percentile (double *values, int count, int p)
+{
+    qsort (values, (size_t) count, sizeof (double), compare);
+    int index = (int) ((p / 100.0) * (count - 1) + 0.5);
+    return values [index];
+}
+
+int
+main (int argc, char *argv [])
+{
+    int runs = argc > 1? atoi (argv [1]): DEFAULT_RUNS;
+    if (runs < 3)
+        runs = 3;
+    double *sandbox = calloc ((size_t) runs, sizeof (double));
+    double *bare = calloc ((size_t) runs, sizeof (double));
+    sandbox_ms ();
+    bare_python_ms ();          //  warm the page cache
+    for (int i = 0; i < runs; i++) {
+        sandbox [i] = sandbox_ms ();
+        bare [i] = bare_python_ms ();
+    }
+    double s50 = percentile (sandbox, runs, 50), s90 = percentile (sandbox, runs, 90);
+    double b50 = percentile (bare, runs, 50), b90 = percentile (bare, runs, 90);
+    printf ("in-process sandbox  n=%d p50=%7.1f ms  p90=%7.1f ms\n", runs, s50, s90);
+    printf ("bare python spawn   n=%d p50=%7.1f ms  p90=%7.1f ms\n", runs, b50, b90);
+    printf ("ratio p50 %.2fx  p90 %.2fx\n", s50 / b50, s90 / b90);
+    free (sandbox);
+    free (bare);
+    return 0;
+}
