@@ -244,7 +244,8 @@ typedef enum {
     F (request_id,      STR,     REQUIRED, "the request's request_id") \
     F (code,            INT,     REQUIRED, "HTTP-like status: 200 ok, 404 not found...") \
     F (result,          OBJECT,  OPTIONAL, "the answer") \
-    F (reason,          STR,     OPTIONAL, "short reason when code is not 2xx")
+    F (reason,          STR,     OPTIONAL, "short reason when code is not 2xx") \
+    F (data,            BIN,     OPTIONAL, "raw bytes of the answer, e.g. an artifact's content")
 
 #define TAKO_PROTO_FIELDS_BUILD(F) \
     F (request_id,      STR,     REQUIRED, "echoed in BUILT") \
