@@ -327,7 +327,9 @@ job_message (job_t *job, const char *command)
 static void
 job_send_heartbeat (executor_t *self, job_t *job)
 {
-    executor_send (self, job_message (job, "JOB_HEARTBEAT"), job->dispatcher);
+    //  To the service, not the dispatching instance: after a scheduler
+    //  restart the new instance must hear that the job is still alive.
+    executor_send (self, job_message (job, "JOB_HEARTBEAT"), self->result_service);
     job->next_beat = zclock_mono () + job->lease_ms / 3;
 }
 

@@ -9,7 +9,7 @@
         scheduler -> executor    DISPATCH {job_id, attempt, lease_id, ...}
         executor  -> dispatcher  ACCEPT {job_id, attempt, lease_id}
                                  (or ERROR 503 when no slot is free)
-        executor  -> dispatcher  JOB_HEARTBEAT ... every lease_ms / 3
+        executor  -> scheduler   JOB_HEARTBEAT ... every lease_ms / 3
         scheduler -> executor    CANCEL {job_id}: the job's tree dies at once
         executor  -> scheduler   ARTIFACT ... then RESULT {job_id, attempt, ...}
         scheduler -> executor    RESULT_ACK {job_id, attempt}
