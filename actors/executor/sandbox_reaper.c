@@ -268,6 +268,11 @@ void
 tako_sandbox_reaper_main (const tako_sandbox_init_plan_t *plan)
 {
     int report_fd = plan->report_fd;
+    //  A host thread may block signals (the server reads SIGTERM from a
+    //  signalfd); the sandbox must start with none blocked.
+    sigset_t none;
+    sigemptyset (&none);
+    sigprocmask (SIG_SETMASK, &none, NULL);
     scrub_host_strings ();
     close_all_but_plan (plan);
     struct sigaction ignore;

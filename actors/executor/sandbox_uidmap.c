@@ -2,7 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
+#include <sys/syscall.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -51,13 +51,18 @@ tako_sandbox_uidmap_write (pid_t pid, int slot)
 int
 tako_sandbox_uidmap_become_user (void)
 {
+    //  Raw system calls: glibc's setgroups/setresgid/setresuid apply the
+    //  change to every thread glibc knows of, waiting for each. We are a
+    //  raw clone of one host thread, so glibc still lists the host's other
+    //  threads, which do not exist here: the wrappers wait forever
+    //  (seen: one start in a few hundred hung in setxid_mark_thread).
     //  Clone keeps the host's supplementary groups (root's); drop them
     //  before anything can use them for a permission check.
-    if (setgroups (0, NULL) != 0)
+    if (syscall (SYS_setgroups, 0, NULL) != 0)
         return -1;
-    if (setresgid (TAKO_SANDBOX_INNER_ID, TAKO_SANDBOX_INNER_ID, TAKO_SANDBOX_INNER_ID) != 0)
+    if (syscall (SYS_setresgid, TAKO_SANDBOX_INNER_ID, TAKO_SANDBOX_INNER_ID, TAKO_SANDBOX_INNER_ID) != 0)
         return -1;
-    if (setresuid (TAKO_SANDBOX_INNER_ID, TAKO_SANDBOX_INNER_ID, TAKO_SANDBOX_INNER_ID) != 0)
+    if (syscall (SYS_setresuid, TAKO_SANDBOX_INNER_ID, TAKO_SANDBOX_INNER_ID, TAKO_SANDBOX_INNER_ID) != 0)
         return -1;
     return 0;
 }
