@@ -1,9 +1,12 @@
 /*  sandbox_bootstrap — the Python program that runs first inside the sandbox.
 
-    Passed to the interpreter with -c. It imports what it needs, writes "R"
+    Passed to the interpreter with -c. It imports what it needs and the
+    preload modules named by its arguments (warm pools), writes "R"
     on fd 3 (ready), blocks reading one byte from fd 4 until the job has
-    been placed in /code and /input ("G"), then runs /code/main.py as
-    __main__ with runpy. An uncaught exception is classified with the error
+    been placed in /code and /input ("G"), then compiles /code/main.py and
+    runs it in a fresh __main__ module, as `python3 main.py` would (not
+    with runpy: run_path imports pkgutil, re, typing and enum after the
+    job arrived, ~8 ms of every job). An uncaught exception is classified with the error
     table below (order matters: JSONDecodeError before ValueError, the
     OSError subclasses before OSError). json and traceback are imported
     only on that failure path (json alone costs ~10 ms of start-up); a job
@@ -17,9 +20,10 @@
 const char tako_sandbox_bootstrap_source [] =
     "import os, sys\n"
     "def _tako_bootstrap():\n"
-    "    import runpy\n"
     "    READY_FD, GO_FD, ERROR_FD = 3, 4, 5\n"
     "    MESSAGE_MAX = 1024\n"
+    "    for name in sys.argv[1:]:\n"
+    "        __import__(name)\n"
     "    os.write(READY_FD, b'R')\n"
     "    os.close(READY_FD)\n"
     "    if os.read(GO_FD, 1) != b'G':\n"
@@ -54,7 +58,13 @@ const char tako_sandbox_bootstrap_source [] =
     "    sys.path[0] = '/code'\n"
     "    code = 0\n"
     "    try:\n"
-    "        runpy.run_path('/code/main.py', run_name='__main__')\n"
+    "        main = type(sys)('__main__')\n"
+    "        main.__file__ = '/code/main.py'\n"
+    "        main.__builtins__ = __builtins__\n"
+    "        sys.modules['__main__'] = main\n"
+    "        with open('/code/main.py', 'rb') as source:\n"
+    "            compiled = compile(source.read(), '/code/main.py', 'exec', dont_inherit=True)\n"
+    "        exec(compiled, main.__dict__)\n"
     "    except SystemExit as stop:\n"
     "        if stop.code is None or stop.code == 0:\n"
     "            code = 0\n"

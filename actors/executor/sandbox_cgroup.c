@@ -340,6 +340,19 @@ tako_sandbox_cgroup_new (const char *name, const tako_sandbox_cgroup_limits_t *l
 }
 
 //  SIGKILL each pid listed in dir/cgroup.procs; true when it was empty.
+//  True when no process is listed (or the list cannot be read).
+static bool
+procs_empty (const char *dir)
+{
+    char text [CONTROL_FILE_MAX];
+    if (control_read (dir, "cgroup.procs", text, sizeof (text)) != 0)
+        return true;
+    for (const char *c = text; *c; c++)
+        if (*c >= '0' && *c <= '9')
+            return false;
+    return true;
+}
+
 static bool
 procs_kill (const char *dir)
 {
@@ -361,6 +374,15 @@ procs_kill (const char *dir)
 int
 tako_sandbox_cgroup_kill (tako_sandbox_cgroup_t *self)
 {
+    //  Usually the tree is gone already (the pid namespace died with its
+    //  reaper): reading cgroup.procs is cheaper than writing cgroup.kill,
+    //  which costs ~5 ms even on an empty group.
+    bool empty = true;
+    for (int role = 0; empty && role < ROLE_COUNT; role++)
+        if (self->dirs [role])
+            empty = procs_empty (self->dirs [role]);
+    if (empty)
+        return 0;
     const char *killable = self->dirs [ROLE_V2]? self->dirs [ROLE_V2]: self->dirs [ROLE_UNIFIED];
     if (killable && control_write (killable, "cgroup.kill", "1") == 0)
         return 0;

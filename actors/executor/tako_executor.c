@@ -11,6 +11,8 @@
 #include <sys/eventfd.h>
 #include <time.h>
 #include "tako_executor.h"
+#include "tako_warmpool.h"
+#include "sandbox_uidmap.h"
 #include "tako_log.h"
 #include "tako_msg.h"
 #include "tako_version.h"
@@ -37,6 +39,7 @@ typedef struct {
     int64_t timeout_ms;
     int64_t startup_timeout_ms;
     int slot;
+    int warm_slot;                  //  uid slot of a warm sandbox, or -1
     int cancel_fd;                  //  eventfd: readable = cancel
     bool cancelled;
     int64_t next_beat;              //  monotonic ms of the next JOB_HEARTBEAT
@@ -45,7 +48,9 @@ typedef struct {
     //  Written by the job thread, read after DONE:
     json_t *result;                 //  NULL when the sandbox failed
     char *failure;                  //  "layer: reason" when it failed
-    tako_sandbox_t *sandbox;        //  kept for its artifacts until reported
+    tako_sandbox_t *sandbox;        //  prepared ahead (warm) when set at
+                                    //  dispatch; kept for its artifacts
+                                    //  until reported
     char started_at [TIMESTAMP_SIZE];
     char ended_at [TIMESTAMP_SIZE];
     int64_t wall_started;           //  realtime ms
@@ -72,7 +77,9 @@ typedef struct {
     bool *slot_used;
     zhashx_t *jobs;                 //  key → job_t *, running
     zhashx_t *pending;              //  key → pending_t *, unacknowledged
+    tako_warmpool_t *warm;          //  NULL when no job type has a warm pool
     int64_t next_ready;
+    int64_t next_warm_tick;
     bool terminated;
 } executor_t;
 
@@ -196,6 +203,7 @@ job_from_dispatch (executor_t *self, tako_msg_t *msg)
     if (!job)
         return NULL;
     job->cancel_fd = -1;
+    job->warm_slot = -1;
     job->config = self->config;
     job->job_id = strdup (tako_msg_str (msg, "job_id"));
     job->attempt = tako_msg_int (msg, "attempt", 1);
@@ -230,6 +238,14 @@ job_execute (job_t *job)
         job->failure = strdup ("config: unknown job type");
         goto done;
     }
+    if (job->sandbox && tako_sandbox_assign (job->sandbox, job->timeout_ms, job->cancel_fd) == 0) {
+        job->result = tako_sandbox_run (job->sandbox, job->code, job->code_size, job->input_json);
+        if (!job->result)
+            job->failure = strdup (tako_sandbox_error (job->sandbox)?: "sandbox: run failed");
+        goto done;
+    }
+    //  Not warm (or the warm one would not take this job): start cold.
+    tako_sandbox_destroy (&job->sandbox);
     tako_sandbox_spec_t spec;
     tako_sandbox_env_t *env = NULL;
     if (tako_executor_spec_from_config (&spec, job->config, job_type, &env) != 0) {
@@ -521,18 +537,25 @@ handle_dispatch (executor_t *self, tako_msg_t *msg)
         return;
     }
     job->slot = self->slot_base + slot;
+    size_t requirements = 0;
+    tako_msg_strlist (msg, "requirements", &requirements);
+    if (self->warm && requirements == 0)
+        job->sandbox = tako_warmpool_take (self->warm, job->job_type, &job->warm_slot);
     job->thread = zactor_new (job_thread, job);
     if (!job->thread) {
         self->slot_used [slot] = false;
         reply_error (self, msg, 503, "cannot start a job thread");
+        int warm_slot = job->warm_slot;
         job_destroy (&job);
+        if (self->warm && warm_slot >= 0)
+            tako_warmpool_release (self->warm, warm_slot);
         return;
     }
     zhashx_insert (self->jobs, job->key, job);
     zpoller_add (self->poller, job->thread);
     executor_send (self, job_message (job, "ACCEPT"), job->dispatcher);
     job->next_beat = zclock_mono () + job->lease_ms / 3;
-    tako_debug (LOG, "job %s started in slot %d", job->key, job->slot);
+    tako_debug (LOG, "job %s started in slot %d%s", job->key, job->slot, job->sandbox? " (warm)": "");
 }
 
 static void
@@ -616,7 +639,10 @@ handle_job_done (executor_t *self, zactor_t *thread)
     zpoller_remove (self->poller, thread);
     job_report (self, job);
     self->slot_used [job->slot - self->slot_base] = false;
+    int warm_slot = job->warm_slot;
     zhashx_delete (self->jobs, job->key);       //  joins the thread
+    if (self->warm && warm_slot >= 0)
+        tako_warmpool_release (self->warm, warm_slot);
     executor_announce (self);
 }
 
@@ -652,6 +678,10 @@ executor_beat (executor_t *self, int64_t now)
             pending_send (self, pending);
     if (now >= self->next_ready)
         executor_announce (self);
+    if (self->warm && now >= self->next_warm_tick) {
+        tako_warmpool_tick (self->warm);
+        self->next_warm_tick = now + 1000;
+    }
 }
 
 static int
@@ -661,6 +691,8 @@ executor_wait_ms (executor_t *self)
     int64_t due = now + tako_peer_tick_due (self->peer);
     if (self->next_ready < due)
         due = self->next_ready;
+    if (self->warm && self->next_warm_tick < due)
+        due = self->next_warm_tick;
     for (job_t *job = (job_t *) zhashx_first (self->jobs); job;
          job = (job_t *) zhashx_next (self->jobs))
         if (job->next_beat < due)
@@ -683,11 +715,39 @@ executor_destroy (executor_t **self_p)
         return;
     zhashx_destroy (&self->jobs);       //  cancels and joins running jobs
     zhashx_destroy (&self->pending);
+    //  After the jobs: the warmer thread is their sandboxes' parent.
+    tako_warmpool_destroy (&self->warm);
     zpoller_destroy (&self->poller);
     tako_peer_destroy (&self->peer);
     free (self->slot_used);
     free (self);
     *self_p = NULL;
+}
+
+//  Warm pools, when a job type asks for one: their sandboxes take uid
+//  slots after the executor's own, as many as the pools hold plus one per
+//  job slot (a taken sandbox keeps its slot while the pool refills).
+static int
+warm_start (executor_t *self)
+{
+    int wanted = 0;
+    for (size_t i = 0; self->config->warm_pools_enabled && i < self->config->job_type_count; i++)
+        wanted += self->config->job_types [i].warm_pool;
+    if (wanted == 0)
+        return 0;
+    int first = self->slot_base + self->slots;
+    int count = wanted + self->slots;
+    if (first + count - 1 > TAKO_SANDBOX_SLOT_MAX)
+        count = TAKO_SANDBOX_SLOT_MAX - first + 1;
+    if (count <= 0) {
+        tako_warning (LOG, "no uid slots left for warm sandboxes: they are off");
+        return 0;
+    }
+    self->warm = tako_warmpool_new (self->config, first, count);
+    if (!self->warm)
+        return -1;
+    zpoller_add (self->poller, tako_warmpool_socket (self->warm));
+    return 0;
 }
 
 static executor_t *
@@ -716,7 +776,7 @@ executor_new (zsock_t *pipe, tako_executor_args_t *args)
     zhashx_set_destructor (self->pending, (zhashx_destructor_fn *) pending_destroy);
     self->peer_socket = tako_peer_socket (self->peer);
     self->poller = zpoller_new (pipe, self->peer_socket, NULL);
-    if (!self->poller)
+    if (!self->poller || warm_start (self) != 0)
         executor_destroy (&self);
     return self;
 }
@@ -734,6 +794,9 @@ tako_executor_actor (zsock_t *pipe, void *args)
         void *which = zpoller_wait (self->poller, executor_wait_ms (self));
         if (which == pipe)
             handle_pipe (self);
+        else
+        if (self->warm && which == tako_warmpool_socket (self->warm))
+            tako_warmpool_handle (self->warm);
         else
         if (which == self->peer_socket) {
             tako_msg_t *msg = tako_peer_handle_input (self->peer);

@@ -1,6 +1,7 @@
 /*  tako_sandbox — ties the layers together: prepare, run, collect.  */
 
 #include <assert.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -9,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -49,7 +51,8 @@ struct tako_sandbox_t {
     tako_sandbox_spec_t spec;       //  scalars only after new
     char *python_path;
     char **envp;
-    char *argv [6];
+    char **argv;                    //  python -s -c BOOTSTRAP [preload...]
+    bool warm;                      //  assigned after it was prepared
     state_t state;
     char error [TAKO_SANDBOX_ERROR_MAX];
     bool has_error;
@@ -162,6 +165,35 @@ failed:
     return NULL;
 }
 
+//  python -s -c BOOTSTRAP [module...]: -s, no user site; the bootstrap
+//  comes in with -c and imports the preload modules named after it.
+//  Module names are checked here: letters, digits, _ and dots only.
+static char **
+argv_build (char *python_path, const tako_sandbox_spec_t *spec)
+{
+    if (spec->preload_count > TAKO_SANDBOX_PRELOAD_MAX)
+        return NULL;
+    char **argv = calloc (5 + spec->preload_count, sizeof (char *));
+    if (!argv)
+        return NULL;
+    argv [0] = python_path;
+    argv [1] = "-s";
+    argv [2] = "-c";
+    argv [3] = (char *) tako_sandbox_bootstrap_source;
+    for (size_t i = 0; i < spec->preload_count; i++) {
+        const char *name = spec->preload [i];
+        bool valid = name && *name && *name != '.' && strlen (name) < 256;
+        for (const char *c = name; valid && *c; c++)
+            valid = isalnum ((unsigned char) *c) || *c == '_' || *c == '.';
+        if (!valid) {
+            free (argv);
+            return NULL;
+        }
+        argv [4 + i] = (char *) name;
+    }
+    return argv;
+}
+
 tako_sandbox_t *
 tako_sandbox_new (const tako_sandbox_spec_t *spec)
 {
@@ -179,6 +211,8 @@ tako_sandbox_new (const tako_sandbox_spec_t *spec)
     self->spec.binds = NULL;
     self->spec.rootfs = NULL;
     self->spec.python_path = NULL;
+    self->spec.preload = NULL;
+    self->spec.preload_count = 0;
     for (int i = 0; i < PIPE_COUNT; i++)
         self->pipes [i].host = self->pipes [i].sandbox = -1;
     self->go_write = -1;
@@ -189,16 +223,11 @@ tako_sandbox_new (const tako_sandbox_spec_t *spec)
     self->error_record.cap = TAKO_SANDBOX_ERROR_RECORD_MAX;
     self->python_path = strdup (spec->python_path? spec->python_path: TAKO_SANDBOX_DEFAULT_PYTHON);
     self->envp = environment_build (spec);
-    if (!self->python_path || !self->envp) {
+    self->argv = argv_build (self->python_path, spec);
+    if (!self->python_path || !self->envp || !self->argv) {
         tako_sandbox_destroy (&self);
         return NULL;
     }
-    //  -s: no user site; the bootstrap itself comes in with -c.
-    self->argv [0] = self->python_path;
-    self->argv [1] = "-s";
-    self->argv [2] = "-c";
-    self->argv [3] = (char *) tako_sandbox_bootstrap_source;
-    self->argv [4] = NULL;
 
     const char **sources = calloc (spec->bind_count + 1, sizeof (char *));
     const char **targets = calloc (spec->bind_count + 1, sizeof (char *));
@@ -244,6 +273,13 @@ reaper_reap (tako_sandbox_t *self)
     if (self->reaper <= 0 || self->reaped)
         return;
     int64_t deadline = now_ns () + TAKO_SANDBOX_REAP_MS * NS_PER_MS;
+    //  Wait for the exit on a pidfd rather than in sleeps.
+    int pidfd = (int) syscall (SYS_pidfd_open, self->reaper, 0);
+    if (pidfd >= 0) {
+        struct pollfd exited = { pidfd, POLLIN, 0 };
+        poll (&exited, 1, TAKO_SANDBOX_REAP_MS);
+        close (pidfd);
+    }
     bool signalled = false;
     while (!self->reaped) {
         int status;
@@ -281,6 +317,7 @@ tako_sandbox_destroy (tako_sandbox_t **self_p)
     for (char **env = self->envp; env && *env; env++)
         free (*env);
     free (self->envp);
+    free (self->argv);
     free (self->python_path);
     tako_sandbox_capture_release (&self->out);
     tako_sandbox_capture_release (&self->err);
@@ -793,7 +830,7 @@ result_build (tako_sandbox_t *self)
     outcome_decide (self, &usage, &outcome);
     json_t *output = output_json (self, &outcome.error);
 
-    int64_t startup_ms = (self->ready_ns - self->started_ns) / NS_PER_MS;
+    int64_t startup_ms = self->warm? 0: (self->ready_ns - self->started_ns) / NS_PER_MS;
     int64_t execution_ms = self->handover_ns? (self->ended_ns - self->handover_ns) / NS_PER_MS: 0;
     int64_t cpu_ms = usage.have_cpu? usage.cpu_usec / 1000
                    : (int64_t) self->reaper_usage.ru_utime.tv_sec * 1000 + self->reaper_usage.ru_utime.tv_usec / 1000
@@ -810,10 +847,11 @@ result_build (tako_sandbox_t *self)
     json_object_set_new (result, "output", output);
     json_object_set_new (result, "error", outcome.error);
     json_object_set_new (result, "artifacts", artifacts_json (self));
-    json_object_set_new (result, "timing", json_pack ("{s:I, s:I, s:I, s:I, s:s}",
+    json_object_set_new (result, "timing", json_pack ("{s:I, s:I, s:I, s:I, s:s, s:b}",
         "startup_ms", (json_int_t) startup_ms, "dep_install_ms", (json_int_t) 0,
         "execution_ms", (json_int_t) execution_ms,
-        "total_ms", (json_int_t) (startup_ms + execution_ms), "phase_at_exit", outcome.phase_at_exit));
+        "total_ms", (json_int_t) (startup_ms + execution_ms), "phase_at_exit", outcome.phase_at_exit,
+        "warm", self->warm));
     json_object_set_new (result, "resource_usage", json_pack ("{s:f, s:I, s:I}",
         "max_rss_mb", (double) ((int64_t) (rss_mb * 100)) / 100.0, "cpu_time_ms", (json_int_t) cpu_ms,
         "wall_time_ms", (json_int_t) execution_ms));
@@ -837,6 +875,18 @@ run_finish (tako_sandbox_t *self)
         tako_sandbox_output_collect (self->output_fd, &limits, &self->output);
         fd_close (&self->output_fd);
     }
+}
+
+int
+tako_sandbox_assign (tako_sandbox_t *self, int64_t timeout_ms, int cancel_fd)
+{
+    assert (self);
+    if (self->state != STATE_READY || timeout_ms <= 0 || timeout_ms > self->spec.timeout_ms)
+        return -1;
+    self->spec.timeout_ms = timeout_ms;
+    self->spec.cancel_fd = cancel_fd;
+    self->warm = true;
+    return 0;
 }
 
 json_t *

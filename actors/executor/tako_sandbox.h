@@ -59,6 +59,7 @@
 //  The reaper's exit is awaited at most this long after SIGKILL.
 #define TAKO_SANDBOX_REAP_MS        5000
 #define TAKO_SANDBOX_ENV_MAX        256
+#define TAKO_SANDBOX_PRELOAD_MAX    64
 #define TAKO_SANDBOX_ERROR_MAX      256
 //  The error record the bootstrap writes (JSON {type, message}).
 #define TAKO_SANDBOX_ERROR_RECORD_MAX 8192
@@ -102,6 +103,9 @@ typedef struct {
     size_t bind_count;
     int slot;                       //  0..TAKO_SANDBOX_SLOT_MAX: host uid 200000+slot
     int cancel_fd;                  //  -1, or readable = cancel
+    const char *const *preload;     //  modules the interpreter imports before
+    size_t preload_count;           //  it is ready (warm pools), at most
+                                    //  TAKO_SANDBOX_PRELOAD_MAX
 } tako_sandbox_spec_t;
 
 typedef struct tako_sandbox_t tako_sandbox_t;
@@ -124,6 +128,14 @@ bool tako_sandbox_ready (tako_sandbox_t *self);
 
 //  Run the job; returns the result (caller decrefs) or NULL when the
 //  sandbox failed as infrastructure (see tako_sandbox_error).
+//  For a sandbox prepared before its job was known (a warm pool): the
+//  job's own execution timeout and cancel fd, before run. The timeout may
+//  not exceed the prepared one (the CPU-time limit was set from it). The
+//  result's timing then says warm: true and startup_ms 0 (the job waited
+//  for no start-up). 0, or -1 when the timeout is too long or the sandbox
+//  is not ready.
+int tako_sandbox_assign (tako_sandbox_t *self, int64_t timeout_ms, int cancel_fd);
+
 json_t *tako_sandbox_run (tako_sandbox_t *self, const char *code, size_t code_size,
                           const char *input_json);
 

@@ -11,7 +11,7 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 mkdir -p "$BUILD/bench"
 echo "== machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "== cold sandbox, in process (what an executor pays per job)"
+echo "== sandbox in process, cold and warm (what an executor pays per job)"
 make -s "$BUILD/bench/bench_sandbox" BUILD="$BUILD"
 "$BUILD/bench/bench_sandbox" "$N"
 echo "== cold sandbox through the CLI (adds tako-vm's own process start)"

@@ -1,0 +1,77 @@
+/*  tako_warmpool — sandboxes prepared ahead of their jobs, per job type.
+
+    For each job type with `warm_pool: N` (and `warm_pools_enabled`), the
+    pool keeps up to N sandboxes fully built — namespaces, mounts, cgroup,
+    rlimits, seccomp, and an interpreter started that has imported the job
+    type's `preload` modules — waiting for a job. A job takes one, runs in
+    it, and the sandbox is destroyed afterwards like any other: a sandbox
+    is never reused, so nothing passes from one job to the next.
+
+    Preparing blocks for the interpreter's start-up, so it happens in a
+    thread of the pool's own (the warmer), one sandbox at a time; the
+    owner polls tako_warmpool_socket and calls tako_warmpool_handle when
+    it is readable, and tako_warmpool_tick now and then (refill, shrink).
+    Pools refill as soon as a sandbox is taken, and shrink to one sandbox
+    after TAKO_WARMPOOL_IDLE_MS without a job; a job type whose sandbox
+    cannot be prepared is retried after TAKO_WARMPOOL_RETRY_MS (its jobs
+    start cold meanwhile).
+
+    Each prepared sandbox has a uid slot of its own, from slot_base up to
+    slot_base + slot_count - 1; a taken sandbox keeps its slot until the
+    caller gives it back with tako_warmpool_release.
+
+        tako_warmpool_t *pool = tako_warmpool_new (config, 100, 16);
+        ... poll tako_warmpool_socket (pool) → tako_warmpool_handle (pool)
+        int slot;
+        tako_sandbox_t *sandbox = tako_warmpool_take (pool, "default", &slot);
+        if (sandbox && tako_sandbox_assign (sandbox, timeout_ms, cancel_fd) == 0)
+            result = tako_sandbox_run (sandbox, code, size, input);
+        tako_sandbox_destroy (&sandbox);
+        tako_warmpool_release (pool, slot);
+        tako_warmpool_destroy (&pool);                                    */
+
+#ifndef TAKO_WARMPOOL_H_INCLUDED
+#define TAKO_WARMPOOL_H_INCLUDED
+
+#include <czmq.h>
+#include <stdbool.h>
+#include "tako_config.h"
+#include "tako_sandbox.h"
+
+//  A pool unused this long shrinks to one sandbox.
+#define TAKO_WARMPOOL_IDLE_MS       60000
+//  A job type whose sandbox could not be prepared waits this long.
+#define TAKO_WARMPOOL_RETRY_MS      30000
+
+typedef struct _tako_warmpool_t tako_warmpool_t;
+
+//  A pool for every job type of config with warm_pool > 0 (none when
+//  warm_pools_enabled is false); starts filling at once. NULL on failure.
+tako_warmpool_t *tako_warmpool_new (tako_config_t *config, int slot_base, int slot_count);
+
+//  Destroy every waiting sandbox, stop the warmer; NULL *self_p.
+void tako_warmpool_destroy (tako_warmpool_t **self_p);
+
+//  Readable when the warmer has finished a sandbox.
+zsock_t *tako_warmpool_socket (tako_warmpool_t *self);
+
+//  Take what the warmer finished into its pool.
+void tako_warmpool_handle (tako_warmpool_t *self);
+
+//  Refill and shrink; call at least every second.
+void tako_warmpool_tick (tako_warmpool_t *self);
+
+//  A ready sandbox for job_type (the caller owns it) and its uid slot, or
+//  NULL when none is waiting.
+tako_sandbox_t *tako_warmpool_take (tako_warmpool_t *self, const char *job_type, int *slot);
+
+//  The sandbox taken with this slot is destroyed: the slot is free.
+void tako_warmpool_release (tako_warmpool_t *self, int slot);
+
+//  Sandboxes waiting, over every job type; and taken so far.
+size_t tako_warmpool_ready (tako_warmpool_t *self);
+uint64_t tako_warmpool_hits (tako_warmpool_t *self);
+
+void tako_warmpool_test (bool verbose);
+
+#endif

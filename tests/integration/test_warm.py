@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""Warm pools: with `warm_pool: N` a job type's sandboxes are prepared
+before their jobs arrive (interpreter started, `preload` modules imported),
+each runs exactly one job, and nothing passes from one job to the next:
+random state, /tmp, processes, environment and module state all start
+fresh. Also: warm_pools_enabled: false turns them off, and a preload
+module that cannot be imported leaves the job type cold but working."""
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.environ["TAKO_ROOT"], "tests/lib"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.dont_write_bytecode = True     # no __pycache__ in the source tree
+from taplib import test, run, check, wait_for  # noqa: E402
+from lib_server import Server  # noqa: E402
+
+WARM = ("job_types:\n"
+        "  - name: default\n"
+        "    warm_pool: 2\n"
+        "    preload: [json, random]\n")
+
+#  Leaves traces everywhere a later job could see them, and reports what
+#  it found of the traces of an earlier one.
+PROBE = r"""
+import json, os, random, subprocess, sys
+seen = {
+    "tmp_before": sorted(os.listdir("/tmp")),
+    "env_marker": os.environ.get("TAKO_TEST_MARKER"),
+    "module_marker": getattr(json, "tako_marker", None),
+    "processes": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
+    "random": random.random(),
+    "preloaded": "random" in sys.modules and "json" in sys.modules,
+}
+open("/tmp/left-behind", "w").write("x")
+os.environ["TAKO_TEST_MARKER"] = "set"
+json.tako_marker = "set"
+subprocess.Popen(["sleep", "30"], start_new_session=True)
+print(json.dumps(seen))
+"""
+
+
+def probe(server):
+    record = server.exec_json(PROBE)
+    check(record["status"] == "succeeded", f"probe failed: {record.get('stderr')}")
+    return record, json.loads(record["stdout"])
+
+
+@test
+def warm_jobs_share_no_state():
+    server = Server(extra_config=WARM)
+    try:
+        server.wait_ready()
+        wait_for(lambda: "warmpool: default: 2 sandboxes ready" in server.text(), timeout=60,
+                 interval=0.1, what="the warm pool to fill")
+        first, seen_first = probe(server)
+        second, seen_second = probe(server)
+        for record in (first, second):
+            check(record["timing"].get("warm") is True, f"not a warm start: {record['timing']}")
+            check(record["timing"]["startup_ms"] == 0, f"startup counted: {record['timing']}")
+        for seen in (seen_first, seen_second):
+            check(seen["preloaded"], "preload modules were not imported")
+            check(seen["tmp_before"] == [], f"/tmp not empty: {seen['tmp_before']}")
+            check(seen["env_marker"] is None, "environment leaked between jobs")
+            check(seen["module_marker"] is None, "module state leaked between jobs")
+        #  Fresh pid namespaces: the same small pids, and no survivor of
+        #  the first job (its `sleep 30`) among the second's processes.
+        check(len(seen_second["processes"]) <= 2,
+              f"processes of another job are visible: {seen_second['processes']}")
+        check(seen_first["random"] != seen_second["random"], "random state repeated")
+    finally:
+        server.close()
+
+
+@test
+def warm_pools_can_be_turned_off():
+    server = Server(extra_config=WARM + "warm_pools_enabled: false\n")
+    try:
+        server.wait_ready()
+        record, seen = probe(server)
+        check(record["timing"].get("warm") is False, f"warm although disabled: {record['timing']}")
+        check(record["timing"]["startup_ms"] > 0, "a cold start takes time")
+    finally:
+        server.close()
+
+
+@test
+def broken_preload_falls_back_to_cold():
+    server = Server(extra_config="job_types:\n  - name: default\n    warm_pool: 1\n"
+                                 "    preload: [no_such_module_anywhere]\n")
+    try:
+        server.wait_ready()
+        record = server.exec_json("print(6 * 7)")
+        check(record["status"] == "succeeded", f"job failed: {record}")
+        check(record["stdout"] == "42\n", f"stdout {record['stdout']!r}")
+        check(record["timing"].get("warm") is False, "a broken warm sandbox was used")
+        wait_for(lambda: "cannot prepare a default sandbox" in server.text(), timeout=30,
+                 interval=0.2, what="the warm pool to report the failed preload")
+    finally:
+        server.close()
+
+
+run()
