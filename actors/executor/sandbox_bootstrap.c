@@ -1,6 +1,7 @@
 /*  sandbox_bootstrap — the Python program that runs first inside the sandbox.
 
-    Passed to the interpreter with -c. It imports what it needs and the
+    Passed to the interpreter with -c (and -S: without the site module it
+    defines exit() and quit() as site would). It imports what it needs and the
     preload modules named by its arguments (warm pools), writes "R"
     on fd 3 (ready), blocks reading one byte from fd 4 until the job has
     been placed in /code and /input ("G"), then compiles /code/main.py and
@@ -22,6 +23,10 @@ const char tako_sandbox_bootstrap_source [] =
     "def _tako_bootstrap():\n"
     "    READY_FD, GO_FD, ERROR_FD = 3, 4, 5\n"
     "    MESSAGE_MAX = 1024\n"
+    "    import builtins, _sitebuiltins\n"
+    "    if not hasattr(builtins, 'exit'):\n"
+    "        builtins.exit = _sitebuiltins.Quitter('exit', 'Ctrl-D (i.e. EOF)')\n"
+    "        builtins.quit = _sitebuiltins.Quitter('quit', 'Ctrl-D (i.e. EOF)')\n"
     "    for name in sys.argv[1:]:\n"
     "        __import__(name)\n"
     "    os.write(READY_FD, b'R')\n"

@@ -1,6 +1,7 @@
 /*  sandbox_seccomp — deny list compiled with libseccomp.  */
 
 #include <errno.h>
+#include <pthread.h>
 #include <linux/seccomp.h>
 #include <sched.h>
 #include <seccomp.h>
@@ -129,8 +130,8 @@ program_export (scmp_filter_ctx ctx, tako_sandbox_seccomp_t *self)
     return rc;
 }
 
-int
-tako_sandbox_seccomp_build (tako_sandbox_seccomp_t *self, const char **error)
+static int
+program_compile (tako_sandbox_seccomp_t *self, const char **error)
 {
     memset (self, 0, sizeof (*self));
     scmp_filter_ctx ctx = seccomp_init (SCMP_ACT_ALLOW);
@@ -153,6 +154,40 @@ tako_sandbox_seccomp_build (tako_sandbox_seccomp_t *self, const char **error)
         rc = 0;
     seccomp_release (ctx);
     return rc;
+}
+
+//  The program does not depend on the job: compiled once per process
+//  (libseccomp's compile and export cost about a millisecond a sandbox),
+//  then copied.
+static pthread_once_t compiled_once = PTHREAD_ONCE_INIT;
+static tako_sandbox_seccomp_t compiled;
+static const char *compiled_error;
+
+static void
+compile_once (void)
+{
+    if (program_compile (&compiled, &compiled_error) != 0)
+        compiled.filter = NULL;
+}
+
+int
+tako_sandbox_seccomp_build (tako_sandbox_seccomp_t *self, const char **error)
+{
+    memset (self, 0, sizeof (*self));
+    pthread_once (&compiled_once, compile_once);
+    if (!compiled.filter) {
+        *error = compiled_error? compiled_error: "cannot compile the filter";
+        return -1;
+    }
+    size_t size = (size_t) compiled.length * sizeof (struct sock_filter);
+    self->filter = malloc (size);
+    if (!self->filter) {
+        *error = "out of memory";
+        return -1;
+    }
+    memcpy (self->filter, compiled.filter, size);
+    self->length = compiled.length;
+    return 0;
 }
 
 void

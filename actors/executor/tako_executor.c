@@ -132,6 +132,7 @@ tako_executor_spec_from_config (tako_sandbox_spec_t *spec, const tako_config_t *
     spec->max_code_bytes = config->max_code_bytes;
     spec->max_input_bytes = config->max_input_bytes;
     spec->network_enabled = job_type->network_enabled;
+    spec->system_packages = job_type->use_system_packages;
     spec->seccomp_enabled = config->enable_seccomp;
     spec->python_path = config->sandbox_python && *config->sandbox_python
                       ? config->sandbox_python: NULL;

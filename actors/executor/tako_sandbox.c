@@ -165,8 +165,12 @@ failed:
     return NULL;
 }
 
-//  python -s -c BOOTSTRAP [module...]: -s, no user site; the bootstrap
-//  comes in with -c and imports the preload modules named after it.
+//  python -S -c BOOTSTRAP [module...]: -S, no site module — only the
+//  standard library (and what the job's environment adds) is importable,
+//  and start-up skips site's .pth processing; with system_packages,
+//  -s instead (site runs, the host's dist-packages are on the path, the
+//  user site is not). The bootstrap comes in with -c and imports the
+//  preload modules named after it.
 //  Module names are checked here: letters, digits, _ and dots only.
 static char **
 argv_build (char *python_path, const tako_sandbox_spec_t *spec)
@@ -177,7 +181,7 @@ argv_build (char *python_path, const tako_sandbox_spec_t *spec)
     if (!argv)
         return NULL;
     argv [0] = python_path;
-    argv [1] = "-s";
+    argv [1] = spec->system_packages? "-s": "-S";
     argv [2] = "-c";
     argv [3] = (char *) tako_sandbox_bootstrap_source;
     for (size_t i = 0; i < spec->preload_count; i++) {

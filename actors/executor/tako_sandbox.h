@@ -95,6 +95,8 @@ typedef struct {
     int64_t max_code_bytes, max_input_bytes;
     bool network_enabled;           //  share the host's network namespace
     bool seccomp_enabled;
+    bool system_packages;           //  the host's site-packages on sys.path
+                                    //  (job type use_system_packages)
     const tako_sandbox_env_t *env;  //  the job type's environment
     size_t env_count;
     const char *python_path;        //  NULL = TAKO_SANDBOX_DEFAULT_PYTHON

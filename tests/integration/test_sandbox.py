@@ -427,4 +427,21 @@ def usage_errors_and_layer_errors():
     check(done.returncode == 1 and "interpreter" in done.stderr, (done.returncode, done.stderr))
 
 
+@test
+def system_packages_only_when_the_job_type_asks():
+    probe = "import sys\nprint([p for p in sys.path if 'dist-packages' in p])\nexit(0)\n"
+    result = ran(probe)
+    check(result["stdout"] == "[]\n", f"host dist-packages visible: {result['stdout']}")
+    check(result["exit_code"] == 0 and result["error"] is None, "exit() is not defined")
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as config:
+        config.write("job_types:\n  - name: system\n    use_system_packages: true\n")
+    try:
+        done = subprocess.run([TAKO, "--config", config.name, "sandbox", "-", "--job-type", "system"],
+                              input=probe, capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    finally:
+        os.unlink(config.name)
+    check(done.returncode == 0, done.stderr)
+    check("/usr/lib/python3/dist-packages" in json.loads(done.stdout)["stdout"], done.stdout)
+
+
 run()

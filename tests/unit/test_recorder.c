@@ -672,7 +672,9 @@ Test (recorder_down, answers_503_fast_then_recovers, .init = down_setup,
         tako_msg_t *reply = query_wait ("job.get", params, DOWN_ANSWER_MS);
         cr_assert_not_null (reply, "no answer within %d ms while the database is down",
                             DOWN_ANSWER_MS);
-        cr_assert_eq (tako_msg_int (reply, "code", 0), 503);
+        cr_assert_eq (tako_msg_int (reply, "code", 0), 503, "round %d: %s %d %s", i,
+                      tako_msg_command (reply), (int) tako_msg_int (reply, "code", 0),
+                      tako_msg_str (reply, "reason")? tako_msg_str (reply, "reason"): "-");
         cr_assert_str_eq (tako_msg_str (reply, "reason"), "database unavailable");
         cr_assert_lt (zclock_mono () - started, DOWN_ANSWER_MS);
         tako_msg_destroy (&reply);
