@@ -17,6 +17,7 @@
 #include "actors/recorder/tako_recorder.h"
 #include "actors/scheduler/tako_scheduler.h"
 #include "actors/dlq/tako_dlq.h"
+#include "http/tako_http.h"
 
 #define LOG "actors"
 
@@ -38,6 +39,7 @@ static const registry_entry_t registry [] = {
     { "scheduler", tako_scheduler_actor, ARGS_ACTOR },
     { "dlq",       tako_dlq_actor,       ARGS_ACTOR },
     { "executor",  tako_executor_actor,  ARGS_EXECUTOR },
+    { "http",      tako_http_actor,      ARGS_ACTOR },
 };
 #define REGISTRY_SIZE (sizeof registry / sizeof registry [0])
 
@@ -46,6 +48,7 @@ static const char *const start_order [] = {
     "scheduler",
     "dlq",
     "executor",
+    "http",
     NULL
 };
 

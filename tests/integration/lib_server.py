@@ -62,12 +62,14 @@ class Server:
         os.chmod(self.root, 0o755)     # PostgreSQL runs as its own user
         self.data_dir = os.path.join(self.root, "data")
         self.config = os.path.join(self.root, "tako_vm.yaml")
-        self.ports = [free_port() for _ in range(3)]
+        self.ports = [free_port() for _ in range(4)]
+        self.http_port = self.ports[3]
         with open(self.config, "w") as config:
             config.write(f"data_dir: {self.data_dir}\n"
                          f"broker_endpoint: tcp://127.0.0.1:{self.ports[0]}\n"
                          f"event_publish_endpoint: tcp://127.0.0.1:{self.ports[1]}\n"
                          f"event_subscribe_endpoint: tcp://127.0.0.1:{self.ports[2]}\n"
+                         + ("" if "server_port:" in extra_config else f"server_port: {self.http_port}\n")
                          + extra_config)
         self.log_path = os.path.join(self.root, "server.log")
         self.log = open(self.log_path, "w+b")
