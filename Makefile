@@ -93,10 +93,10 @@ $(BUILD)/obj/tests/unit_selftests.o: tests/unit_selftests.c $(BUILD)/gen/selftes
 $(UNIT): $(UNIT_OBJ) $(BUILD)/obj/tests/unit_selftests.o $(LIBTAKO)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
 
-# Until the scheduler, recorder and HTTP ingress exist, `make run` serves
-# the brokers only (see README, Status).
+# make run: everything on this host in the foreground — brokers, the private
+# PostgreSQL under data_dir, every actor, the REST API on 127.0.0.1:8000.
 run: all
-	$(TAKO) broker
+	$(TAKO) server
 
 # make test: sanitizer build in build/asan, then the whole suite.
 test:

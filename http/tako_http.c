@@ -147,7 +147,7 @@ http_respond_bytes (http_conn_t *conn, unsigned int status, const char *content_
 void
 http_respond_json (http_conn_t *conn, unsigned int status, json_t *body)
 {
-    char *text = body? json_dumps (body, JSON_COMPACT | JSON_ENCODE_ANY): NULL;
+    char *text = body? json_dumps (body, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION (6)): NULL;
     json_decref (body);
     if (!text) {
         http_respond_bytes (conn, 500, "application/json", "{\"detail\":\"internal error\"}", 27);
