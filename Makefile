@@ -129,6 +129,7 @@ $(BUILD)/bench/%: tests/bench/%.c $(LIBTAKO)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBTAKO) $(LDLIBS)
 
 bench: all
+	@deploy/deps.sh --bench
 	tests/bench/run.sh $(BUILD)
 
 clean:

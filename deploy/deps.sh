@@ -14,6 +14,9 @@ PACKAGES=(
 if [ "${1:-}" = "--test" ]; then
   PACKAGES+=(clang libclang-rt-14-dev valgrind)
 fi
+if [ "${1:-}" = "--bench" ]; then
+  PACKAGES+=(wrk)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -440,7 +440,15 @@ event_handle (http_t *self, tako_msg_t *event)
                 conn->next_poll = now;
             continue;
         }
-        if (seq <= conn->sse_seq || conn->sse_done)
+        if (conn->sse_done)
+            continue;
+        if (kind && streq (kind, "output")) {
+            json_t *output = tako_msg_object (event, "data");
+            if (output)
+                sse_append (conn, "output", output);
+            continue;
+        }
+        if (seq <= conn->sse_seq)
             continue;
         conn->sse_seq = seq;
         json_t *data = json_pack ("{s:s, s:s, s:s, s:I}", "job_id", job_id,

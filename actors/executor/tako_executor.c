@@ -11,6 +11,8 @@
 #include <sys/eventfd.h>
 #include <time.h>
 #include "tako_executor.h"
+#include "tako_events.h"
+#include "sandbox_output.h"
 #include "tako_warmpool.h"
 #include "sandbox_uidmap.h"
 #include "tako_log.h"
@@ -55,6 +57,10 @@ typedef struct {
     char ended_at [TIMESTAMP_SIZE];
     int64_t wall_started;           //  realtime ms
     int64_t wall_ended;
+    //  Output streamed to the event hub while the job runs (job thread).
+    tako_events_t *events;
+    int output_events;
+    int64_t output_bytes;
 } job_t;
 
 //  A finished attempt whose RESULT is not acknowledged yet: the messages
@@ -228,6 +234,41 @@ job_from_dispatch (executor_t *self, tako_msg_t *msg)
     return job;
 }
 
+//  In the job's thread, as output comes: publish it on the event hub
+//  (kind "output", seq 0: outside the scheduler's numbered transitions),
+//  until the job has streamed as much as its capture keeps or
+//  TAKO_EXECUTOR_OUTPUT_EVENTS_MAX events. The result still carries all
+//  of it; watchers only see it sooner.
+static void
+job_output (void *arg, bool is_stderr, const char *data, size_t size)
+{
+    job_t *job = (job_t *) arg;
+    int64_t cap = is_stderr? job->config->max_stderr_bytes: job->config->max_stdout_bytes;
+    if (!job->events || job->output_events >= TAKO_EXECUTOR_OUTPUT_EVENTS_MAX
+    ||  job->output_bytes >= 2 * cap)
+        return;
+    job->output_events++;
+    job->output_bytes += (int64_t) size;
+    size_t clean_size = 0;
+    char *clean = tako_sandbox_utf8_sanitize (data, size, &clean_size);
+    tako_msg_t *event = tako_msg_new ("EVENT");
+    if (clean && event) {
+        tako_msg_set_str (event, "job_id", job->job_id);
+        tako_msg_set_int (event, "seq", 0);
+        tako_msg_set_str (event, "status", "running");
+        tako_msg_set_str (event, "kind", "output");
+        tako_msg_set_int (event, "attempt", job->attempt);
+        json_t *payload = json_pack ("{s:s, s:s%}", "stream", is_stderr? "stderr": "stdout",
+                                     "text", clean, clean_size);
+        if (payload)
+            tako_msg_set_object (event, "data", payload);
+        json_decref (payload);
+        tako_events_publish (job->events, &event);
+    }
+    tako_msg_destroy (&event);
+    free (clean);
+}
+
 //  In the job's thread: build the sandbox and run the job.
 static void
 job_execute (job_t *job)
@@ -239,7 +280,9 @@ job_execute (job_t *job)
         job->failure = strdup ("config: unknown job type");
         goto done;
     }
+    job->events = tako_events_new_publisher (job->config->event_publish_endpoint);
     if (job->sandbox && tako_sandbox_assign (job->sandbox, job->timeout_ms, job->cancel_fd) == 0) {
+        tako_sandbox_on_output (job->sandbox, job_output, job);
         job->result = tako_sandbox_run (job->sandbox, job->code, job->code_size, job->input_json);
         if (!job->result)
             job->failure = strdup (tako_sandbox_error (job->sandbox)?: "sandbox: run failed");
@@ -260,6 +303,8 @@ job_execute (job_t *job)
     spec.code = job->code;
     spec.code_size = job->code_size;
     spec.input_json = job->input_json;
+    spec.on_output = job_output;
+    spec.on_output_arg = job;
     job->sandbox = tako_sandbox_new (&spec);
     if (!job->sandbox)
         job->failure = strdup ("sandbox: invalid job specification");
@@ -273,6 +318,7 @@ job_execute (job_t *job)
     }
     free (env);
 done:
+    tako_events_destroy (&job->events);
     job->wall_ended = now_wall_ms ();
     timestamp_format (job->wall_ended, job->ended_at);
 }

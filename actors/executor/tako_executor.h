@@ -43,6 +43,8 @@
 //  Bounds on a DISPATCH's lease.
 #define TAKO_EXECUTOR_LEASE_MIN_MS    300
 #define TAKO_EXECUTOR_LEASE_MAX_MS    600000
+//  Most output events one job publishes while it runs.
+#define TAKO_EXECUTOR_OUTPUT_EVENTS_MAX 1000
 //  Most jobs one executor runs at once.
 #define TAKO_EXECUTOR_SLOTS_MAX       256
 

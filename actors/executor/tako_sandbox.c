@@ -442,6 +442,8 @@ pipe_read (tako_sandbox_t *self, int index)
             self->report_closed = true;
         return;
     }
+    if ((index == PIPE_STDOUT || index == PIPE_STDERR) && self->spec.on_output)
+        self->spec.on_output (self->spec.on_output_arg, index == PIPE_STDERR, buffer, (size_t) got);
     if (index == PIPE_STDOUT)
         tako_sandbox_capture_append (&self->out, buffer, (size_t) got);
     else
@@ -891,6 +893,14 @@ tako_sandbox_assign (tako_sandbox_t *self, int64_t timeout_ms, int cancel_fd)
     self->spec.cancel_fd = cancel_fd;
     self->warm = true;
     return 0;
+}
+
+void
+tako_sandbox_on_output (tako_sandbox_t *self, tako_sandbox_output_fn *on_output, void *arg)
+{
+    assert (self);
+    self->spec.on_output = on_output;
+    self->spec.on_output_arg = arg;
 }
 
 json_t *

@@ -69,6 +69,11 @@ typedef struct {
     const char *value;
 } tako_sandbox_env_t;
 
+//  Called with each piece of the job's output as it is read (stdout or
+//  stderr), before any cap: for streaming. Runs in the thread running the
+//  sandbox.
+typedef void (tako_sandbox_output_fn) (void *arg, bool is_stderr, const char *data, size_t size);
+
 typedef struct {
     const char *source;             //  host path
     const char *target;             //  path inside the sandbox
@@ -105,6 +110,8 @@ typedef struct {
     size_t bind_count;
     int slot;                       //  0..TAKO_SANDBOX_SLOT_MAX: host uid 200000+slot
     int cancel_fd;                  //  -1, or readable = cancel
+    tako_sandbox_output_fn *on_output;  //  NULL, or told of output as it comes
+    void *on_output_arg;
     const char *const *preload;     //  modules the interpreter imports before
     size_t preload_count;           //  it is ready (warm pools), at most
                                     //  TAKO_SANDBOX_PRELOAD_MAX
@@ -137,6 +144,9 @@ bool tako_sandbox_ready (tako_sandbox_t *self);
 //  for no start-up). 0, or -1 when the timeout is too long or the sandbox
 //  is not ready.
 int tako_sandbox_assign (tako_sandbox_t *self, int64_t timeout_ms, int cancel_fd);
+
+//  Before run: where output goes as it comes (see tako_sandbox_output_fn).
+void tako_sandbox_on_output (tako_sandbox_t *self, tako_sandbox_output_fn *on_output, void *arg);
 
 json_t *tako_sandbox_run (tako_sandbox_t *self, const char *code, size_t code_size,
                           const char *input_json);

@@ -262,7 +262,7 @@ def metrics_and_openapi_match_the_routes():
 
 @test
 def server_sent_events_follow_a_job_to_its_end():
-    job_id = submit("import time\nprint('tick')\ntime.sleep(1)\nprint('tock')")
+    job_id = submit("import time\nprint('tick')\ntime.sleep(1)\nprint('tock')\ntime.sleep(1)")
     connection = http.client.HTTPConnection("127.0.0.1", server().http_port, timeout=60)
     connection.request("GET", f"/jobs/{job_id}/events")
     response = connection.getresponse()
@@ -274,6 +274,13 @@ def server_sent_events_follow_a_job_to_its_end():
     check(events and events[-1].startswith("event: result"), f"no final result: {stream[-500:]}")
     final = json.loads(events[-1].split("data: ", 1)[1])
     check(final["status"] == "succeeded" and final["stdout"] == "tick\ntock\n", final)
+    #  Output comes while the job runs, before its result.
+    streamed = "".join(json.loads(block.split("data: ", 1)[1])["text"]
+                       for block in events if block.startswith("event: output"))
+    check("tock" in streamed, f"no output streamed before the result: {stream[:800]}")
+    kinds = [json.loads(block.split("data: ", 1)[1]).get("kind") for block in events
+             if block.startswith("event: status")]
+    check("started" in kinds or "finished" in kinds, f"no status transitions: {kinds}")
     check(request("GET", "/jobs/no-such-job/events", raw=True)[2].startswith(b"event: error"),
           "unknown job stream")
 
