@@ -79,6 +79,7 @@ struct _http_conn_t {
     int64_t wait_until;             //  waiting for a job to end; 0 = not
     http_step_fn *wait_step;        //  called when it ended or the wait ran out
     int64_t next_poll;
+    bool event_seen;                //  an event came while a poll was out
     int64_t poll_ms;
     json_t *context;                //  handler-owned
     //  Server-sent events.

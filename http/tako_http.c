@@ -311,7 +311,10 @@ wait_polled (http_conn_t *conn, tako_msg_t *answer)
         step (conn, ended || gone? answer: NULL);
         return;
     }
-    conn->next_poll = now + conn->poll_ms;
+    //  An event that came while this answer was on its way means the
+    //  answer may be stale: ask again at once.
+    conn->next_poll = conn->event_seen? now: now + conn->poll_ms;
+    conn->event_seen = false;
     conn->poll_ms = conn->poll_ms * 2 > HTTP_JOB_POLL_MAX_MS? HTTP_JOB_POLL_MAX_MS: conn->poll_ms * 2;
 }
 
@@ -436,7 +439,9 @@ event_handle (http_t *self, tako_msg_t *event)
         if (!streq (conn->job_id, job_id))
             continue;
         if (!conn->sse) {
-            if (status_terminal (status) || !conn->step)
+            if (conn->request_id [0])
+                conn->event_seen = true;
+            else
                 conn->next_poll = now;
             continue;
         }

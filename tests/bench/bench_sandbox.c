@@ -17,11 +17,28 @@
 #include <sys/wait.h>
 #include <time.h>
 #include "tako_sandbox.h"
+#include "tako_executor.h"
 
 #define DEFAULT_RUNS  30
 #define BENCH_SLOT    900
 
 extern char **environ;
+
+//  The spec an executor uses for the default job type (the limits of the
+//  default configuration).
+static tako_config_t *config;
+static tako_sandbox_env_t *env;
+
+static void
+spec_fill (tako_sandbox_spec_t *spec)
+{
+    free (env);
+    env = NULL;
+    if (tako_executor_spec_from_config (spec, config, tako_config_job_type (config, "default"), &env) != 0) {
+        fprintf (stderr, "bench_sandbox: out of memory\n");
+        exit (1);
+    }
+}
 
 static double
 now_ms (void)
@@ -54,7 +71,7 @@ static double
 sandbox_ms (void)
 {
     tako_sandbox_spec_t spec;
-    tako_sandbox_spec_defaults (&spec);
+    spec_fill (&spec);
     spec.code = "print(1+1)\n";
     spec.code_size = 11;
     spec.slot = BENCH_SLOT;
@@ -76,7 +93,7 @@ static double
 warm_ms (void)
 {
     tako_sandbox_spec_t spec;
-    tako_sandbox_spec_defaults (&spec);
+    spec_fill (&spec);
     spec.slot = BENCH_SLOT + 1;
     tako_sandbox_t *sandbox = tako_sandbox_new (&spec);
     if (!sandbox || tako_sandbox_prepare (sandbox) != 0 || !tako_sandbox_ready (sandbox)) {
@@ -117,6 +134,7 @@ int
 main (int argc, char *argv [])
 {
     int runs = argc > 1? atoi (argv [1]): DEFAULT_RUNS;
+    config = tako_config_new ();
     if (runs < 3)
         runs = 3;
     double *sandbox = calloc ((size_t) runs, sizeof (double));
@@ -140,6 +158,8 @@ main (int argc, char *argv [])
     printf ("warm/bare p50 %.2fx  p90 %.2fx\n", w50 / b50, w90 / b90);
     free (sandbox);
     free (warm);
+    free (env);
+    tako_config_destroy (&config);
     free (bare);
     return 0;
 }
