@@ -160,10 +160,11 @@ actor_run (tako_cli_t *cli, int argc, char **argv)
 }
 
 const tako_command_t tako_command_actor = {
-    "actor", "NAME [--connect ENDPOINT] [--database-url URL] [--slots N]",
-    "run one actor (scheduler, recorder, executor, dlq) in the foreground", actor_run,
+    "actor", "NAME [--connect ENDPOINT] [--events ENDPOINT] [--database-url URL] [--slots N] [--slot-base N]",
+    "run one actor (scheduler, recorder, executor, dlq, http) in the foreground", actor_run,
     "Runs one actor until SIGINT or SIGTERM. NAME is scheduler, recorder,\n"
-    "executor or dlq. `tako-vm server --processes` runs each actor this way;\n"
+    "executor, dlq or http (the REST API on server_host:server_port).\n"
+    "`tako-vm server --processes` runs each actor this way;\n"
     "on several hosts, run the broker on one and point the actors at it.\n"
     "\n"
     "options:\n"

@@ -258,8 +258,10 @@ tako_actors_test (bool verbose)
     for (const char *const *name = order; *name; name++, count++)
         assert (tako_actors_known (*name));
     assert (count == REGISTRY_SIZE);
-    //  The executor runs last: it asks for work once the others are up.
-    assert (streq (order [count - 1], "executor"));
+    //  The executor asks for work once the others are up; the HTTP
+    //  ingress, last, takes requests once everything behind it runs.
+    assert (streq (order [count - 2], "executor"));
+    assert (streq (order [count - 1], "http"));
 
     //  Start an executor against a private broker, stop it, start again.
     tako_log_set_level (TAKO_LOG_CRITICAL);

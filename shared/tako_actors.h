@@ -1,6 +1,6 @@
 /*  tako_actors — the actor registry, and a set of actors run as threads.
 
-    Knows every actor by name (recorder, scheduler, dlq, executor), which
+    Knows every actor by name (recorder, scheduler, dlq, executor, http), which
     function runs it and how to build its arguments from one set of
     options, so `tako-vm server` (all of them as threads) and `tako-vm
     actor NAME` (one of them) start actors the same way.
@@ -52,8 +52,9 @@ void tako_actors_destroy (tako_actors_t **self_p);
 bool tako_actors_known (const char *name);
 
 //  Names of the actors this build can run, in the order a server starts
-//  them (the recorder first: everyone asks it; the executor last: it
-//  asks for work). NULL-terminated, static.
+//  them (the recorder first: everyone asks it; then the executor, which
+//  asks for work; the HTTP ingress last, once everything behind it runs).
+//  NULL-terminated, static.
 const char *const *tako_actors_start_order (void);
 
 //  Start one actor as a thread of this process. 0, or -1 if the name is

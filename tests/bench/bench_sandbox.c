@@ -135,6 +135,12 @@ main (int argc, char *argv [])
 {
     int runs = argc > 1? atoi (argv [1]): DEFAULT_RUNS;
     config = tako_config_new ();
+    tako_config_errors_t *errors = tako_config_errors_new ();
+    if (!config || !errors || tako_config_finish (config, errors) != 0) {
+        fprintf (stderr, "bench_sandbox: cannot resolve the default configuration\n");
+        return 1;
+    }
+    tako_config_errors_destroy (&errors);
     if (runs < 3)
         runs = 3;
     double *sandbox = calloc ((size_t) runs, sizeof (double));
