@@ -926,6 +926,12 @@ http_metrics_text (http_t *self, json_t *pool)
         fprintf (out, "# HELP tako_max_workers Sandboxes the executors offer.\n# TYPE tako_max_workers gauge\n"
                       "tako_max_workers %" JSON_INTEGER_FORMAT "\n",
                  json_integer_value (json_object_get (pool, "max_workers")));
+        fprintf (out, "# HELP tako_warm_sandboxes Sandboxes prepared ahead and waiting for a job.\n"
+                      "# TYPE tako_warm_sandboxes gauge\ntako_warm_sandboxes %" JSON_INTEGER_FORMAT "\n",
+                 json_integer_value (json_object_get (pool, "warm_ready")));
+        fprintf (out, "# HELP tako_warm_memory_bytes Memory held by the waiting warm sandboxes.\n"
+                      "# TYPE tako_warm_memory_bytes gauge\ntako_warm_memory_bytes %" JSON_INTEGER_FORMAT "\n",
+                 json_integer_value (json_object_get (pool, "warm_memory_bytes")));
     }
     fclose (out);
     return text;

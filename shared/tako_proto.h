@@ -167,7 +167,9 @@ typedef enum {
 #define TAKO_PROTO_FIELDS_READY(F) \
     F (instance,        STR,     REQUIRED, "the executor's instance id") \
     F (slots,           INT,     REQUIRED, "jobs it can accept now") \
-    F (job_types,       STRLIST, OPTIONAL, "job types with a warm sandbox ready")
+    F (job_types,       STRLIST, OPTIONAL, "job types with a warm sandbox ready") \
+    F (warm_ready,      INT,     OPTIONAL, "sandboxes prepared ahead and waiting") \
+    F (warm_memory_bytes, INT,   OPTIONAL, "their memory (peak of their cgroups), bytes")
 
 #define TAKO_PROTO_FIELDS_ACCEPT(F) \
     F (job_id,          STR,     REQUIRED, "the job") \

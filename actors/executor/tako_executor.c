@@ -370,6 +370,10 @@ executor_announce (executor_t *self)
     if (msg) {
         tako_msg_set_str (msg, "instance", tako_peer_instance (self->peer));
         tako_msg_set_int (msg, "slots", free_slots (self));
+        if (self->warm) {
+            tako_msg_set_int (msg, "warm_ready", (int64_t) tako_warmpool_ready (self->warm));
+            tako_msg_set_int (msg, "warm_memory_bytes", tako_warmpool_memory (self->warm));
+        }
     }
     executor_send (self, msg, self->result_service);
     self->next_ready = zclock_mono () + TAKO_EXECUTOR_READY_EVERY_MS;

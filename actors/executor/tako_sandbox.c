@@ -895,6 +895,16 @@ tako_sandbox_assign (tako_sandbox_t *self, int64_t timeout_ms, int cancel_fd)
     return 0;
 }
 
+int64_t
+tako_sandbox_memory_bytes (tako_sandbox_t *self)
+{
+    assert (self);
+    tako_sandbox_cgroup_usage_t usage = { 0 };
+    if (self->cgroup)
+        tako_sandbox_cgroup_usage (self->cgroup, &usage);
+    return usage.have_peak? usage.peak_bytes: 0;
+}
+
 void
 tako_sandbox_on_output (tako_sandbox_t *self, tako_sandbox_output_fn *on_output, void *arg)
 {

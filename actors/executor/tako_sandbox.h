@@ -145,6 +145,10 @@ bool tako_sandbox_ready (tako_sandbox_t *self);
 //  is not ready.
 int tako_sandbox_assign (tako_sandbox_t *self, int64_t timeout_ms, int cancel_fd);
 
+//  Memory used so far by the sandbox's processes (its cgroup's peak),
+//  bytes; 0 when unknown.
+int64_t tako_sandbox_memory_bytes (tako_sandbox_t *self);
+
 //  Before run: where output goes as it comes (see tako_sandbox_output_fn).
 void tako_sandbox_on_output (tako_sandbox_t *self, tako_sandbox_output_fn *on_output, void *arg);
 

@@ -343,6 +343,18 @@ tako_warmpool_ready (tako_warmpool_t *self)
     return ready;
 }
 
+int64_t
+tako_warmpool_memory (tako_warmpool_t *self)
+{
+    assert (self);
+    int64_t bytes = 0;
+    for (size_t i = 0; i < self->pool_count; i++)
+        for (warm_t *warm = (warm_t *) zlist_first (self->pools [i].ready); warm;
+             warm = (warm_t *) zlist_next (self->pools [i].ready))
+            bytes += tako_sandbox_memory_bytes (warm->sandbox);
+    return bytes;
+}
+
 uint64_t
 tako_warmpool_hits (tako_warmpool_t *self)
 {
@@ -370,6 +382,7 @@ tako_warmpool_test (bool verbose)
     assert (slot == -1);
     assert (tako_warmpool_ready (pool) == 0);
     assert (tako_warmpool_hits (pool) == 0);
+    assert (tako_warmpool_memory (pool) == 0);
     tako_warmpool_release (pool, 999);          //  unknown slots are ignored
     tako_warmpool_destroy (&pool);
     assert (pool == NULL);

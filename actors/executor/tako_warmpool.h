@@ -72,6 +72,9 @@ void tako_warmpool_release (tako_warmpool_t *self, int slot);
 size_t tako_warmpool_ready (tako_warmpool_t *self);
 uint64_t tako_warmpool_hits (tako_warmpool_t *self);
 
+//  Memory of the waiting sandboxes (the peak of each one's cgroup), bytes.
+int64_t tako_warmpool_memory (tako_warmpool_t *self);
+
 void tako_warmpool_test (bool verbose);
 
 #endif

@@ -137,10 +137,17 @@ pool_stats (scheduler_t *self)
     for (job_t *job = (job_t *) zhashx_first (self->jobs); job;
          job = (job_t *) zhashx_next (self->jobs))
         queued += job->state == JOB_QUEUED || job->state == JOB_BACKOFF;
-    return json_pack ("{s:i, s:i, s:i, s:i}", "pending", queued,
+    json_int_t warm_ready = 0, warm_memory = 0;
+    for (executor_t *executor = (executor_t *) zhashx_first (self->executors); executor;
+         executor = (executor_t *) zhashx_next (self->executors)) {
+        warm_ready += executor->warm_ready;
+        warm_memory += executor->warm_memory_bytes;
+    }
+    return json_pack ("{s:i, s:i, s:i, s:i, s:I, s:I}", "pending", queued,
                       "running", scheduler_running (self),
                       "max_workers", capacity > 0? capacity: self->config->max_workers,
-                      "max_queue_size", self->config->max_queue_size);
+                      "max_queue_size", self->config->max_queue_size,
+                      "warm_ready", warm_ready, "warm_memory_bytes", warm_memory);
 }
 
 static json_t *

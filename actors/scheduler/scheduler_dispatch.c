@@ -51,6 +51,8 @@ scheduler_handle_ready (scheduler_t *self, tako_msg_t *msg)
         return;
     int64_t slots = tako_msg_int (msg, "slots", 0);
     executor->credits = slots < 0? 0: slots > INT32_MAX? INT32_MAX: (int) slots;
+    executor->warm_ready = tako_msg_int (msg, "warm_ready", 0);
+    executor->warm_memory_bytes = tako_msg_int (msg, "warm_memory_bytes", 0);
     executor->last_seen = scheduler_now ();
 }
 

@@ -69,6 +69,8 @@ typedef struct {
     char *instance;
     int credits;                //  free slots as of its last READY, minus our dispatches
     int64_t last_seen;
+    int64_t warm_ready;         //  its warm sandboxes waiting, as of its last READY
+    int64_t warm_memory_bytes;
 } executor_t;
 
 typedef struct _scheduler_t scheduler_t;

@@ -40,6 +40,24 @@ print(json.dumps(seen))
 """
 
 
+def warm_metrics(server):
+    """(waiting sandboxes, their bytes) from /metrics once both are there."""
+    import http.client
+    connection = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=10)
+    try:
+        connection.request("GET", "/metrics")
+        text = connection.getresponse().read().decode()
+    except OSError:
+        return None
+    finally:
+        connection.close()
+    values = dict(line.split(" ", 1) for line in text.splitlines()
+                  if line.startswith(("tako_warm_sandboxes ", "tako_warm_memory_bytes ")))
+    if int(values.get("tako_warm_sandboxes", "0")) < 2:
+        return None
+    return int(values["tako_warm_sandboxes"]), int(values["tako_warm_memory_bytes"])
+
+
 def probe(server):
     record = server.exec_json(PROBE)
     check(record["status"] == "succeeded", f"probe failed: {record.get('stderr')}")
@@ -68,6 +86,11 @@ def warm_jobs_share_no_state():
         check(len(seen_second["processes"]) <= 2,
               f"processes of another job are visible: {seen_second['processes']}")
         check(seen_first["random"] != seen_second["random"], "random state repeated")
+        #  The pool refills, and its size and memory show in /metrics.
+        wait_for(lambda: warm_metrics(server) is not None, timeout=30, interval=0.5,
+                 what="/metrics to show the refilled warm pool")
+        ready, memory = warm_metrics(server)
+        check(ready == 2 and memory > 1024 * 1024, f"warm pool metrics {ready} {memory}")
     finally:
         server.close()
 
