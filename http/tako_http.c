@@ -334,7 +334,9 @@ http_wait_job (http_conn_t *conn, int64_t deadline_ms, http_step_fn *step)
     conn->wait_until = deadline_ms;
     conn->wait_step = step;
     conn->poll_ms = HTTP_JOB_POLL_FIRST_MS;
-    conn->next_poll = zclock_mono ();
+    //  The job's events make the first question; the poll is the fallback
+    //  should one be missed (or the job have ended already).
+    conn->next_poll = zclock_mono () + HTTP_JOB_POLL_FIRST_MS;
     zlistx_add_end (conn->server->waiting, conn);
     conn_suspend (conn);
 }
