@@ -344,6 +344,7 @@ http_wait_job (http_conn_t *conn, int64_t deadline_ms, http_step_fn *step)
 //  --------------------------------------------------------------------------
 //  Server-sent events
 
+//  Queue one event on the stream (data is borrowed).
 static void
 sse_append (http_conn_t *conn, const char *event, json_t *data)
 {
@@ -391,14 +392,18 @@ sse_result (http_conn_t *conn, tako_msg_t *answer)
     }
     else
     if (http_answer_code (answer) == 404) {
-        sse_append (conn, "error", json_pack ("{s:s}", "detail", "Job not found"));
+        json_t *error = json_pack ("{s:s}", "detail", "Job not found");
+        sse_append (conn, "error", error);
+        json_decref (error);
         conn->sse_done = true;
         waiting_remove (conn->server, conn);
     }
     else
-    if (record && status)
-        sse_append (conn, "status", json_pack ("{s:s, s:s}", "job_id", conn->job_id,
-                                               "status", status));
+    if (record && status) {
+        json_t *current = json_pack ("{s:s, s:s}", "job_id", conn->job_id, "status", status);
+        sse_append (conn, "status", current);
+        json_decref (current);
+    }
     //  With no answer the stream waits for the job's events.
 }
 

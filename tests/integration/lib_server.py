@@ -80,7 +80,12 @@ class Server:
 
     def start(self):
         args = [TAKO_BIN, "--config", self.config, "server"] + (["--processes"] if self.processes else [])
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL,
+        #  Under ASan the server checks its own leaks when it exits (the
+        #  suite turns leak detection off for sandbox CLIs only): a clean
+        #  stop() == 0 then also means no leak.
+        env = dict(os.environ)
+        env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "").replace("detect_leaks=0", "detect_leaks=1")
+        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, env=env,
                                         stdout=subprocess.DEVNULL, stderr=self.log)
 
     def text(self):

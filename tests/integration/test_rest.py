@@ -410,6 +410,13 @@ def fifty_parallel_sync_executes():
     check(not wrong, f"{len(wrong)} wrong answers, e.g. {wrong[:3]}")
 
 
+@test
+def server_stops_cleanly_after_all_of_it():
+    #  Exit 0 after SIGTERM; under ASan also: nothing leaked.
+    code = server().stop()
+    check(code == 0, f"the server exited {code}:\n{server().tail(40)}")
+
+
 try:
     run()
 finally:
