@@ -141,6 +141,8 @@ void http_respond_failure (http_conn_t *conn, tako_msg_t *answer, const char *se
 void http_count_submitted (http_t *self, const char *job_type);
 
 //  Metrics text (Prometheus) of this server, a new string.
-char *http_metrics_text (http_t *self, json_t *pool_stats);
+//  pool_stats: the scheduler's pool.stats; jobs: the recorder's job.stats
+//  items; either may be NULL.
+char *http_metrics_text (http_t *self, json_t *pool_stats, json_t *jobs);
 
 #endif

@@ -651,10 +651,11 @@ handle_dlq_remove (http_conn_t *conn, const char *const *params)
 }
 
 static void
-metrics_got (http_conn_t *conn, tako_msg_t *answer)
+metrics_stats_got (http_conn_t *conn, tako_msg_t *answer)
 {
-    json_t *pool = http_answer_code (answer) == 200? tako_msg_object (answer, "result"): NULL;
-    char *text = http_metrics_text (conn->server, pool);
+    json_t *stats = http_answer_code (answer) == 200? tako_msg_object (answer, "result"): NULL;
+    char *text = http_metrics_text (conn->server, json_object_get (conn->context, "pool"),
+                                    json_object_get (stats, "items"));
     if (!text) {
         http_respond_detail (conn, 500, "internal error");
         return;
@@ -663,11 +664,24 @@ metrics_got (http_conn_t *conn, tako_msg_t *answer)
     free (text);
 }
 
+//  /metrics asks the scheduler (pool) and then the recorder (jobs); a
+//  silent service leaves its lines out, never the answer.
+static void
+metrics_pool_got (http_conn_t *conn, tako_msg_t *answer)
+{
+    json_t *pool = http_answer_code (answer) == 200? tako_msg_object (answer, "result"): NULL;
+    json_decref (conn->context);
+    conn->context = json_object ();
+    if (pool)
+        json_object_set (conn->context, "pool", pool);
+    http_query (conn, "recorder", "job.stats", NULL, metrics_stats_got);
+}
+
 static void
 handle_metrics (http_conn_t *conn, const char *const *params)
 {
     (void) params;
-    http_query (conn, "scheduler", "pool.stats", NULL, metrics_got);
+    http_query (conn, "scheduler", "pool.stats", NULL, metrics_pool_got);
 }
 
 static void

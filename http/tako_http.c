@@ -892,7 +892,7 @@ http_count_submitted (http_t *self, const char *job_type)
 }
 
 char *
-http_metrics_text (http_t *self, json_t *pool)
+http_metrics_text (http_t *self, json_t *pool, json_t *jobs)
 {
     size_t size = 0;
     char *text = NULL;
@@ -939,6 +939,23 @@ http_metrics_text (http_t *self, json_t *pool)
         fprintf (out, "# HELP tako_warm_memory_bytes Memory held by the waiting warm sandboxes.\n"
                       "# TYPE tako_warm_memory_bytes gauge\ntako_warm_memory_bytes %" JSON_INTEGER_FORMAT "\n",
                  json_integer_value (json_object_get (pool, "warm_memory_bytes")));
+        fprintf (out, "# HELP tako_infrastructure_failures_total Attempts lost or failed by the sandbox "
+                      "(not by the job's code) since the scheduler started.\n"
+                      "# TYPE tako_infrastructure_failures_total counter\n"
+                      "tako_infrastructure_failures_total %" JSON_INTEGER_FORMAT "\n",
+                 json_integer_value (json_object_get (pool, "infrastructure_failures")));
+    }
+    if (json_is_array (jobs)) {
+        fprintf (out, "# HELP tako_jobs Jobs recorded, by status and job type.\n# TYPE tako_jobs gauge\n");
+        size_t index;
+        json_t *item;
+        json_array_foreach (jobs, index, item) {
+            const char *status = json_string_value (json_object_get (item, "status"));
+            const char *job_type = json_string_value (json_object_get (item, "job_type"));
+            if (status && job_type)
+                fprintf (out, "tako_jobs{status=\"%s\",job_type=\"%s\"} %" JSON_INTEGER_FORMAT "\n",
+                         status, job_type, json_integer_value (json_object_get (item, "count")));
+        }
     }
     fclose (out);
     return text;

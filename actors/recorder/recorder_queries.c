@@ -463,6 +463,17 @@ query_job_counts (recorder_t *self, json_t *params, recorder_reply_t *reply)
 }
 
 static void
+query_job_stats (recorder_t *self, json_t *params, recorder_reply_t *reply)
+{
+    (void) params;
+    json_t *stats = NULL;
+    if (tako_store_job_stats (self->store, &stats))
+        reply_store_failed (self, reply);
+    else
+        reply_ok (reply, stats);
+}
+
+static void
 query_job_unfinished (recorder_t *self, json_t *params, recorder_reply_t *reply)
 {
     (void) params;
@@ -642,6 +653,7 @@ static const struct {
     { "job.list",           query_job_list },
     { "job.queue_position", query_job_queue_position },
     { "job.counts",         query_job_counts },
+    { "job.stats",          query_job_stats },
     { "job.unfinished",     query_job_unfinished },
     { "artifact.get",       query_artifact_get },
     { "artifact.list",      query_artifact_list },

@@ -166,6 +166,9 @@ int tako_store_job_queue_position (tako_store_t *self, const char *job_id,
 //  {queued, running}: counts for /health and /pool/stats.
 int tako_store_job_counts (tako_store_t *self, json_t **counts);
 
+//  Jobs by status and job type: {items: [{status, job_type, count}]}.
+int tako_store_job_stats (tako_store_t *self, json_t **stats);
+
 //  Every queued or running job as payloads without code and input, in
 //  queue order: what a restarted scheduler rebuilds its state from.
 int tako_store_jobs_unfinished (tako_store_t *self, json_t **jobs);

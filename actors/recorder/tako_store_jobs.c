@@ -497,6 +497,17 @@ tako_store_job_counts (tako_store_t *self, json_t **counts)
 }
 
 int
+tako_store_job_stats (tako_store_t *self, json_t **stats)
+{
+    return store_query_json (self,
+        "SELECT json_build_object ('items', coalesce (json_agg (json_build_object ("
+        "  'status', s.status, 'job_type', s.job_type, 'count', s.n)"
+        "  ORDER BY s.status, s.job_type), '[]'::json))"
+        "  FROM (SELECT status, job_type, count (*) AS n FROM executions"
+        "        GROUP BY status, job_type) s", NULL, stats);
+}
+
+int
 tako_store_jobs_unfinished (tako_store_t *self, json_t **jobs)
 {
     return store_query_json (self,

@@ -143,11 +143,12 @@ pool_stats (scheduler_t *self)
         warm_ready += executor->warm_ready;
         warm_memory += executor->warm_memory_bytes;
     }
-    return json_pack ("{s:i, s:i, s:i, s:i, s:I, s:I}", "pending", queued,
+    return json_pack ("{s:i, s:i, s:i, s:i, s:I, s:I, s:I}", "pending", queued,
                       "running", scheduler_running (self),
                       "max_workers", capacity > 0? capacity: self->config->max_workers,
                       "max_queue_size", self->config->max_queue_size,
-                      "warm_ready", warm_ready, "warm_memory_bytes", warm_memory);
+                      "warm_ready", warm_ready, "warm_memory_bytes", warm_memory,
+                      "infrastructure_failures", (json_int_t) self->infra_failures);
 }
 
 static json_t *

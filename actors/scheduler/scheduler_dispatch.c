@@ -500,6 +500,7 @@ scheduler_infra_failure (scheduler_t *self, job_t *job, const char *error_type,
                          const char *message, const char *phase, const char *ack_to)
 {
     tako_breaker_record_failure (self->breaker, scheduler_now (), message);
+    self->infra_failures++;
     job->state = JOB_RETRYING;
     json_t *failure = json_pack ("{s:s, s:s, s:s}", "error_type", error_type,
                                  "message", message, "phase", phase);

@@ -112,6 +112,7 @@ struct _scheduler_t {
     tako_events_t *events;
     tako_jobqueue_t *queue;
     tako_breaker_t *breaker;
+    int64_t infra_failures;     //  attempts failed by infrastructure, since start
     zhashx_t *jobs;             //  job_id → job_t *: every job not yet terminal
     zhashx_t *executors;        //  instance → executor_t *
     zhashx_t *requests;         //  request_id → request_t *

@@ -233,7 +233,9 @@ def metrics_and_openapi_match_the_routes():
     text = text.decode()
     check(status == 200 and headers["content-type"].startswith("text/plain"), headers)
     for name in ("tako_http_requests_total", "tako_http_request_duration_ms_bucket",
-                 "tako_queue_depth", "tako_jobs_running", "tako_jobs_submitted_total"):
+                 "tako_queue_depth", "tako_jobs_running", "tako_jobs_submitted_total",
+                 'tako_jobs{status="succeeded",job_type="default"}', "tako_infrastructure_failures_total",
+                 "tako_warm_sandboxes"):
         check(name in text, f"/metrics lacks {name}")
     status, _, document = request("GET", "/openapi.json")
     check(status == 200 and document["openapi"].startswith("3."), document.get("openapi"))

@@ -352,6 +352,13 @@ Test (recorder, job_views_and_lists)
     cr_assert_eq (json_integer_value (json_object_get (counts, "queued")), 1);
     cr_assert_eq (json_integer_value (json_object_get (counts, "running")), 0);
     json_decref (counts);
+    json_t *stats = query_expect ("job.stats", NULL, 200);
+    json_t *items = json_object_get (stats, "items");
+    cr_assert_eq (json_array_size (items), 1);
+    cr_assert_str_eq (field (json_array_get (items, 0), "status"), "queued");
+    cr_assert_str_eq (field (json_array_get (items, 0), "job_type"), "default");
+    cr_assert_eq (json_integer_value (json_object_get (json_array_get (items, 0), "count")), 1);
+    json_decref (stats);
     json_t *unfinished = query_expect ("job.unfinished", "{}", 200);
     json_t *jobs = json_object_get (unfinished, "jobs");
     cr_assert_eq (json_array_size (jobs), 1);
