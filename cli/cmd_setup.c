@@ -138,7 +138,9 @@ runtime_check (tako_config_t *config)
     const char *warning = NULL, *error = NULL;
     int rc = tako_sandbox_runtime_choose (wanted, strict, &warning, &error);
     if (runsc)
-        line_print (rc == 0, "runsc (gVisor)", error? error: warning? warning: "installed (not used: native runtime)");
+        line_print (rc == 0, "runsc (gVisor)", error? error: warning? warning
+                    : wanted? "installed; jobs run under runsc (container_runtime: runsc)"
+                    : "installed (not used: native runtime)");
     else
         line_print (rc == 0, "runsc (gVisor)", error? error
                     : "not installed; optional (apt-get install runsc); the native sandbox is used");

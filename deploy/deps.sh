@@ -11,8 +11,10 @@ PACKAGES=(
   iproute2 util-linux procps
 )
 # Extra tools used only by `make test` / `make fuzz` / `make bench`.
+# runsc (gVisor) is optional: the build and the native sandbox never need
+# it; with it installed, tests/integration/test_runsc.py runs jobs under it.
 if [ "${1:-}" = "--test" ]; then
-  PACKAGES+=(clang libclang-rt-14-dev valgrind)
+  PACKAGES+=(clang libclang-rt-14-dev valgrind runsc)
 fi
 if [ "${1:-}" = "--bench" ]; then
   PACKAGES+=(wrk)

@@ -15,16 +15,21 @@ tako_sandbox_runtime_runsc_path (void)
     return NULL;
 }
 
+bool
+tako_sandbox_runtime_uses_runsc (bool wants_runsc)
+{
+    return wants_runsc && tako_sandbox_runtime_runsc_path () != NULL;
+}
+
 int
 tako_sandbox_runtime_choose (bool wants_runsc, bool strict, const char **warning, const char **error)
 {
     *warning = NULL;
     *error = NULL;
-    if (!wants_runsc)
+    if (!wants_runsc || tako_sandbox_runtime_uses_runsc (wants_runsc))
         return 0;
-    const char *reason = tako_sandbox_runtime_runsc_path ()
-        ? "the runsc (gVisor) runtime is not supported by this executor yet"
-        : "the runsc (gVisor) runtime is not installed";
+    const char *reason = "container_runtime runsc: the runsc (gVisor) runtime is not installed"
+                         " (apt-get install runsc)";
     if (strict) {
         *error = reason;
         return -1;

@@ -11,6 +11,7 @@
 #include <sys/eventfd.h>
 #include <time.h>
 #include "tako_executor.h"
+#include "sandbox_runtime.h"
 #include "tako_events.h"
 #include "sandbox_output.h"
 #include "tako_warmpool.h"
@@ -140,6 +141,8 @@ tako_executor_spec_from_config (tako_sandbox_spec_t *spec, const tako_config_t *
     spec->network_enabled = job_type->network_enabled;
     spec->system_packages = job_type->use_system_packages;
     spec->seccomp_enabled = config->enable_seccomp;
+    spec->runtime_runsc = config->container_runtime == TAKO_RUNTIME_RUNSC;
+    spec->runtime_strict = config->security_mode == TAKO_SECURITY_STRICT;
     spec->python_path = config->sandbox_python && *config->sandbox_python
                       ? config->sandbox_python: NULL;
     spec->rootfs = job_type->base && *job_type->base? job_type->base
@@ -840,6 +843,14 @@ tako_executor_actor (zsock_t *pipe, void *args)
     if (!self)
         return;
     tako_info (LOG, "%s ready with %d slots", tako_peer_instance (self->peer), self->slots);
+    //  The sandbox applies the runtime rule to every job; say it once here.
+    const char *warning = NULL, *refusal = NULL;
+    tako_sandbox_runtime_choose (self->config->container_runtime == TAKO_RUNTIME_RUNSC,
+                                 self->config->security_mode == TAKO_SECURITY_STRICT,
+                                 &warning, &refusal);
+    if (warning || refusal)
+        tako_warning (LOG, "%s%s", warning? warning: refusal,
+                      warning? "; jobs run in the native sandbox": "; jobs are refused (security_mode strict)");
     executor_announce (self);
     while (!self->terminated) {
         void *which = zpoller_wait (self->poller, executor_wait_ms (self));

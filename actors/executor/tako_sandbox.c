@@ -22,6 +22,8 @@
 #include "sandbox_namespaces.h"
 #include "sandbox_reaper.h"
 #include "sandbox_rlimits.h"
+#include "sandbox_runsc.h"
+#include "sandbox_runtime.h"
 #include "sandbox_seccomp.h"
 #include "sandbox_uidmap.h"
 #include "tako_sha256.h"
@@ -61,6 +63,8 @@ struct tako_sandbox_t {
     tako_sandbox_rlimits_t rlimits;
     tako_sandbox_seccomp_t seccomp;
     tako_sandbox_cgroup_t *cgroup;
+    tako_sandbox_runsc_t *runsc;    //  the gVisor runtime, when it is used
+    bool use_runsc;
     pipe_ends_t pipes [PIPE_COUNT];
     int go_write;                   //  the reaper's end of the go pipe
     pid_t reaper;
@@ -198,6 +202,23 @@ argv_build (char *python_path, const tako_sandbox_spec_t *spec)
     return argv;
 }
 
+//  container_runtime and security_mode (sandbox_runtime); a refusal
+//  makes prepare fail with the reason.
+static void
+runtime_choose (tako_sandbox_t *self)
+{
+    const char *warning = NULL, *refusal = NULL;
+    if (tako_sandbox_runtime_choose (self->spec.runtime_runsc, self->spec.runtime_strict,
+                                     &warning, &refusal) != 0) {
+        error_set (self, "runtime", refusal);
+        return;
+    }
+    self->use_runsc = tako_sandbox_runtime_uses_runsc (self->spec.runtime_runsc);
+    if (self->use_runsc && self->spec.network_enabled)
+        error_set (self, "runtime", "runsc runs jobs without a network (--network=none);"
+                                    " this job type enables network access");
+}
+
 tako_sandbox_t *
 tako_sandbox_new (const tako_sandbox_spec_t *spec)
 {
@@ -256,6 +277,7 @@ tako_sandbox_new (const tako_sandbox_spec_t *spec)
         (spec->timeout_ms + spec->startup_timeout_ms) / 1000 + TAKO_SANDBOX_CPU_SLACK_S
     };
     tako_sandbox_rlimits_plan (&self->rlimits, &limits);
+    runtime_choose (self);
     return self;
 }
 
@@ -309,6 +331,7 @@ tako_sandbox_destroy (tako_sandbox_t **self_p)
     tako_sandbox_t *self = *self_p;
     reaper_kill (self);
     reaper_reap (self);
+    tako_sandbox_runsc_destroy (&self->runsc);
     tako_sandbox_cgroup_destroy (&self->cgroup);
     for (int i = 0; i < PIPE_COUNT; i++) {
         fd_close (&self->pipes [i].host);
@@ -587,6 +610,42 @@ sandbox_start (tako_sandbox_t *self)
     return 0;
 }
 
+//  Under runsc: the cgroup and the OCI bundle; the container itself
+//  starts with the job (sandbox_runsc).
+static int
+runsc_prepare (tako_sandbox_t *self)
+{
+    char name [96];
+    snprintf (name, sizeof (name), TAKO_SANDBOX_CGROUP_PREFIX "%d-%d-%lld", (int) getpid (), self->spec.slot,
+              (long long) now_ns ());
+    tako_sandbox_cgroup_limits_t limits = {
+        self->spec.memory_limit_bytes? self->spec.memory_limit_bytes + TAKO_SANDBOX_RUNSC_MEMORY_OVERHEAD: 0,
+        self->spec.cpu_limit,
+        self->spec.pids_limit? self->spec.pids_limit + TAKO_SANDBOX_RUNSC_PIDS_OVERHEAD: 0
+    };
+    const char *reason = NULL;
+    self->cgroup = tako_sandbox_cgroup_new (name, &limits, &reason);
+    if (!self->cgroup) {
+        error_set (self, "cgroup", reason);
+        return -1;
+    }
+    tako_sandbox_runsc_plan_t plan = {
+        tako_sandbox_runtime_runsc_path (), &self->mounts, &self->rlimits, self->argv, self->envp,
+        self->spec.max_total_artifacts_bytes, self->cgroup
+    };
+    if (!plan.runsc_path || !(self->runsc = tako_sandbox_runsc_new (&plan, &reason))) {
+        error_set (self, "runsc", plan.runsc_path? reason: "the runsc binary disappeared");
+        return -1;
+    }
+    self->output_fd = fcntl (tako_sandbox_runsc_output_fd (self->runsc), F_DUPFD_CLOEXEC, 0);
+    if (self->output_fd < 0) {
+        error_set (self, "runsc", "cannot open /output");
+        return -1;
+    }
+    self->state = STATE_READY;
+    return 0;
+}
+
 int
 tako_sandbox_prepare (tako_sandbox_t *self)
 {
@@ -594,6 +653,8 @@ tako_sandbox_prepare (tako_sandbox_t *self)
     if (self->state != STATE_NEW)
         return self->state == STATE_BROKEN? -1: 0;
     self->started_ns = now_ns ();
+    if (!self->has_error && self->use_runsc)
+        return runsc_prepare (self);
     if (self->has_error || sandbox_start (self) != 0) {
         self->state = STATE_BROKEN;
         reaper_kill (self);
@@ -836,7 +897,7 @@ result_build (tako_sandbox_t *self)
     outcome_decide (self, &usage, &outcome);
     json_t *output = output_json (self, &outcome.error);
 
-    int64_t startup_ms = self->warm? 0: (self->ready_ns - self->started_ns) / NS_PER_MS;
+    int64_t startup_ms = self->warm && !self->use_runsc? 0: (self->ready_ns - self->started_ns) / NS_PER_MS;
     int64_t execution_ms = self->handover_ns? (self->ended_ns - self->handover_ns) / NS_PER_MS: 0;
     int64_t cpu_ms = usage.have_cpu? usage.cpu_usec / 1000
                    : (int64_t) self->reaper_usage.ru_utime.tv_sec * 1000 + self->reaper_usage.ru_utime.tv_usec / 1000
@@ -913,6 +974,36 @@ tako_sandbox_on_output (tako_sandbox_t *self, tako_sandbox_output_fn *on_output,
     self->spec.on_output_arg = arg;
 }
 
+//  Under runsc: start-up and execution happen here, with the same
+//  timeouts, captures and result as the native sandbox.
+static json_t *
+runsc_run (tako_sandbox_t *self, const char *code, size_t code_size, const char *input, size_t input_size)
+{
+    tako_sandbox_runsc_run_t run = {
+        .out = &self->out, .err = &self->err, .error_record = &self->error_record,
+        .on_output = self->spec.on_output, .on_output_arg = self->spec.on_output_arg,
+        .cancel_fd = self->spec.cancel_fd,
+        .startup_timeout_ms = self->spec.startup_timeout_ms, .timeout_ms = self->spec.timeout_ms,
+    };
+    const char *reason = NULL;
+    self->started_ns = now_ns ();
+    if (tako_sandbox_runsc_run (self->runsc, code, code_size, input, input_size, &run, &reason) != 0) {
+        error_set (self, "runsc", reason);
+        return NULL;
+    }
+    self->ready_seen = run.ready_seen;
+    self->job_running = run.job_running;
+    self->have_exit = run.have_exit;
+    self->exit_status = run.exit_status;
+    self->timed_out = run.timed_out;
+    self->cancelled = run.cancelled;
+    self->ready_ns = run.ready_ns;
+    self->handover_ns = run.handover_ns;
+    self->ended_ns = run.ended_ns;
+    run_finish (self);
+    return result_build (self);
+}
+
 json_t *
 tako_sandbox_run (tako_sandbox_t *self, const char *code, size_t code_size, const char *input_json)
 {
@@ -938,6 +1029,8 @@ tako_sandbox_run (tako_sandbox_t *self, const char *code, size_t code_size, cons
         return NULL;
     }
     self->state = STATE_RAN;
+    if (self->use_runsc)
+        return runsc_run (self, code? code: "", code? code_size: 0, input, input_size);
     self->handover_ns = now_ns ();
     int rc = pump (self, PUMP_RUN, self->handover_ns + self->spec.timeout_ms * NS_PER_MS);
     self->ended_ns = now_ns ();

@@ -40,6 +40,12 @@
         resource_usage    {max_rss_mb, cpu_time_ms, wall_time_ms}
         code_hash, input_hash   sha256 hex
 
+    With spec.runtime_runsc and runsc installed, prepare only writes an
+    OCI bundle and run starts the job under gVisor instead (sandbox_runsc):
+    same layout, timeouts, captures and result. Without runsc,
+    runtime_strict makes prepare fail ("runtime: ..."); otherwise the
+    native sandbox runs the job (sandbox_runtime).
+
     The artifacts' bytes stay available through tako_sandbox_artifact.
     A sandbox runs one job, never more. The caller may cancel a run by
     making spec.cancel_fd readable (an eventfd or a pipe).                  */
@@ -112,6 +118,8 @@ typedef struct {
     int cancel_fd;                  //  -1, or readable = cancel
     tako_sandbox_output_fn *on_output;  //  NULL, or told of output as it comes
     void *on_output_arg;
+    bool runtime_runsc;             //  container_runtime runsc (sandbox_runsc)
+    bool runtime_strict;            //  security_mode strict: no fallback
     const char *const *preload;     //  modules the interpreter imports before
     size_t preload_count;           //  it is ready (warm pools), at most
                                     //  TAKO_SANDBOX_PRELOAD_MAX

@@ -9,8 +9,9 @@
     run()   # prints "ok N - name" / "not ok N - name" and exits 0 or 1
 
 Each test is a function; an AssertionError (or any exception) fails it and
-its message is printed as a TAP diagnostic. Set TAP_ONLY=substring to run
-a subset.
+its message is printed as a TAP diagnostic. A test that calls
+skip("reason") is reported as "ok N - name # SKIP reason". Set
+TAP_ONLY=substring to run a subset.
 """
 import os
 import sys
@@ -23,6 +24,14 @@ _tests = []
 def test(fn):
     _tests.append(fn)
     return fn
+
+
+class Skip(Exception):
+    """Raised by skip(): the test does not apply here."""
+
+
+def skip(reason):
+    raise Skip(reason)
 
 
 def check(condition, message="check failed"):
@@ -52,6 +61,8 @@ def run():
         try:
             fn()
             print(f"ok {number} - {fn.__name__} ({(time.monotonic() - started) * 1000:.0f} ms)", flush=True)
+        except Skip as reason:
+            print(f"ok {number} - {fn.__name__} # SKIP {reason}", flush=True)
         except Exception as error:  # noqa: BLE001 - any failure is a test failure
             failures += 1
             print(f"not ok {number} - {fn.__name__}", flush=True)
