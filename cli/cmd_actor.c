@@ -161,9 +161,10 @@ actor_run (tako_cli_t *cli, int argc, char **argv)
 
 const tako_command_t tako_command_actor = {
     "actor", "NAME [--connect ENDPOINT] [--events ENDPOINT] [--database-url URL] [--slots N] [--slot-base N]",
-    "run one actor (scheduler, recorder, executor, dlq, http) in the foreground", actor_run,
+    "run one actor (scheduler, recorder, executor, dlq, builder, http) in the foreground", actor_run,
     "Runs one actor until SIGINT or SIGTERM. NAME is scheduler, recorder,\n"
-    "executor, dlq or http (the REST API on server_host:server_port).\n"
+    "executor, dlq, builder (job type environments) or http (the REST API\n"
+    "on server_host:server_port).\n"
     "`tako-vm server --processes` runs each actor this way;\n"
     "on several hosts, run the broker on one and point the actors at it.\n"
     "\n"

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PACKAGES=(
-  build-essential pkg-config python3 git
+  build-essential pkg-config python3 python3-pip git
   libzmq3-dev libczmq-dev libmsgpack-dev libpq-dev postgresql
   libyaml-dev libcurl4-openssl-dev libseccomp-dev libmicrohttpd-dev
   libjansson-dev libcriterion-dev

@@ -17,6 +17,7 @@
 #include "actors/recorder/tako_recorder.h"
 #include "actors/scheduler/tako_scheduler.h"
 #include "actors/dlq/tako_dlq.h"
+#include "actors/builder/tako_builder.h"
 #include "http/tako_http.h"
 
 #define LOG "actors"
@@ -38,6 +39,7 @@ static const registry_entry_t registry [] = {
     { "recorder",  tako_recorder_actor,  ARGS_ACTOR },
     { "scheduler", tako_scheduler_actor, ARGS_ACTOR },
     { "dlq",       tako_dlq_actor,       ARGS_ACTOR },
+    { "builder",   tako_builder_actor,   ARGS_ACTOR },
     { "executor",  tako_executor_actor,  ARGS_EXECUTOR },
     { "http",      tako_http_actor,      ARGS_ACTOR },
 };
@@ -47,6 +49,7 @@ static const char *const start_order [] = {
     "recorder",
     "scheduler",
     "dlq",
+    "builder",
     "executor",
     "http",
     NULL

@@ -1,6 +1,6 @@
 /*  tako_actors — the actor registry, and a set of actors run as threads.
 
-    Knows every actor by name (recorder, scheduler, dlq, executor, http), which
+    Knows every actor by name (recorder, scheduler, dlq, builder, executor, http), which
     function runs it and how to build its arguments from one set of
     options, so `tako-vm server` (all of them as threads) and `tako-vm
     actor NAME` (one of them) start actors the same way.

@@ -87,16 +87,26 @@ tako_events_topic (const char *job_id)
     return zsys_sprintf ("%s%s.", TAKO_EVENTS_JOB_PREFIX, job_id);
 }
 
-int
-tako_events_publish (tako_events_t *self, tako_msg_t **event_p)
+char *
+tako_events_build_topic (const char *build_id)
+{
+    size_t size = build_id? strlen (build_id): 0;
+    if (size == 0 || size > TAKO_PROTO_ADDRESS_MAX || strchr (build_id, '.'))
+        return NULL;
+    return zsys_sprintf ("%s%s.", TAKO_EVENTS_BUILD_PREFIX, build_id);
+}
+
+static int
+events_publish (tako_events_t *self, tako_msg_t **event_p, bool build)
 {
     assert (self && event_p);
     tako_msg_t *event = *event_p;
     char *topic = NULL;
     char *error = NULL;
     zmsg_t *frames = NULL;
+    const char *id = event? tako_msg_str (event, "job_id"): NULL;
     if (!self->subscriber && event && streq (tako_msg_command (event), "EVENT")
-    &&  (topic = tako_events_topic (tako_msg_str (event, "job_id"))))
+    &&  (topic = build? tako_events_build_topic (id): tako_events_topic (id)))
         frames = tako_msg_encode (event, &error);
     tako_msg_destroy (event_p);
     int rc = -1;
@@ -110,6 +120,18 @@ tako_events_publish (tako_events_t *self, tako_msg_t **event_p)
     free (error);
     free (topic);
     return rc;
+}
+
+int
+tako_events_publish (tako_events_t *self, tako_msg_t **event_p)
+{
+    return events_publish (self, event_p, false);
+}
+
+int
+tako_events_publish_build (tako_events_t *self, tako_msg_t **event_p)
+{
+    return events_publish (self, event_p, true);
 }
 
 static int
@@ -138,6 +160,31 @@ tako_events_follow_all (tako_events_t *self)
     return events_follow (self, TAKO_EVENTS_JOB_PREFIX);
 }
 
+int
+tako_events_follow_builds (tako_events_t *self, const char *name)
+{
+    assert (self);
+    if (!name)
+        return events_follow (self, TAKO_EVENTS_BUILD_PREFIX);
+    char *prefix = strchr (name, '.') || strchr (name, '@')? NULL:
+                   zsys_sprintf ("%s%s@", TAKO_EVENTS_BUILD_PREFIX, name);
+    int rc = events_follow (self, prefix);
+    zstr_free (&prefix);
+    return rc;
+}
+
+//  True if topic is the job topic or the build topic of id.
+static bool
+events_topic_matches (const char *topic, const char *id)
+{
+    char *job = tako_events_topic (id);
+    char *build = tako_events_build_topic (id);
+    bool matches = (job && streq (job, topic)) || (build && streq (build, topic));
+    zstr_free (&job);
+    zstr_free (&build);
+    return matches;
+}
+
 //  An EVENT whose topic matches its job_id, from one received message;
 //  NULL (the welcome noted, anything else dropped) otherwise.
 static tako_msg_t *
@@ -155,12 +202,11 @@ events_decode (tako_events_t *self, zmsg_t *frames)
     char *topic = zmsg_popstr (frames);
     char *error = NULL;
     tako_msg_t *event = tako_msg_decode_zmsg (frames, &error);
-    char *expected = event? tako_events_topic (tako_msg_str (event, "job_id")): NULL;
-    if (!event || !streq (tako_msg_command (event), "EVENT") || !expected || !streq (expected, topic)) {
+    if (!event || !streq (tako_msg_command (event), "EVENT") || !topic
+    ||  !events_topic_matches (topic, tako_msg_str (event, "job_id"))) {
         tako_debug (EVENTS_COMPONENT, "dropped a malformed event: %s", error? error: "topic mismatch");
         tako_msg_destroy (&event);
     }
-    free (expected);
     free (error);
     free (topic);
     return event;
@@ -255,6 +301,29 @@ tako_events_test (bool verbose)
     assert (received && tako_events_welcomed (watcher));
     assert (streq (tako_msg_str (received, "job_id"), "j1"));
     tako_msg_destroy (&received);
+
+    //  Build events travel on their own topics: a job watcher never
+    //  sees them, a build watcher sees only those of its job type.
+    char *build_topic = tako_events_build_topic ("data@sha256:0123456789ab");
+    assert (build_topic && streq (build_topic, "build.data@sha256:0123456789ab."));
+    zstr_free (&build_topic);
+    tako_events_t *builds = tako_events_new_subscriber (subscribe);
+    assert (builds && tako_events_follow_builds (builds, "data") == 0);
+    assert (tako_events_follow_builds (builds, "a.b") == -1);
+    deadline = zclock_mono () + EVENTS_TEST_TIMEOUT_MS;
+    for (int64_t seq = 1; !received && zclock_mono () < deadline; seq++) {
+        tako_msg_t *other = test_event ("datax@sha256:0123456789ab", seq);
+        assert (tako_events_publish_build (publisher, &other) == 0);
+        tako_msg_t *event = test_event ("data@sha256:0123456789ab", seq);
+        assert (tako_events_publish_build (publisher, &event) == 0);
+        received = tako_events_recv (builds, 20);
+    }
+    assert (received && streq (tako_msg_str (received, "job_id"), "data@sha256:0123456789ab"));
+    tako_msg_destroy (&received);
+    //  The job watcher may still hold late j1 events, never a build's.
+    for (tako_msg_t *late; (late = tako_events_recv (watcher, 50)); tako_msg_destroy (&late))
+        assert (streq (tako_msg_str (late, "job_id"), "j1"));
+    tako_events_destroy (&builds);
 
     //  Not an EVENT: refused, and destroyed all the same.
     tako_msg_t *wrong = tako_msg_new ("HEARTBEAT");

@@ -33,6 +33,10 @@ typedef struct _tako_events_t tako_events_t;
 
 //  Topic prefix of every job event.
 #define TAKO_EVENTS_JOB_PREFIX "job."
+//  Topic prefix of the builder's events. A build event is an EVENT whose
+//  job_id is the build's job_ref "name@sha256:<12 hex>", on the topic
+//  "build.<job_ref>.", so job watchers never see it.
+#define TAKO_EVENTS_BUILD_PREFIX "build."
 
 //  A publisher connected to the hub's publish endpoint, or NULL.
 tako_events_t *tako_events_new_publisher (const char *endpoint);
@@ -54,6 +58,18 @@ int tako_events_publish (tako_events_t *self, tako_msg_t **event_p);
 //  Subscriber: follow one job, or every job. 0 or -1.
 int tako_events_follow_job (tako_events_t *self, const char *job_id);
 int tako_events_follow_all (tako_events_t *self);
+
+//  The topic of a build's events, "build.<build_id>.", a new string;
+//  NULL under the same rules as tako_events_topic.
+char *tako_events_build_topic (const char *build_id);
+
+//  Publish a build EVENT (its job_id is the build id) on its build topic.
+//  Takes and destroys *event_p. 0 or -1.
+int tako_events_publish_build (tako_events_t *self, tako_msg_t **event_p);
+
+//  Subscriber: follow the builds of one job type (name), or every build
+//  (name NULL). 0 or -1.
+int tako_events_follow_builds (tako_events_t *self, const char *name);
 
 //  Subscriber: the next EVENT within timeout_ms (-1: forever), or NULL.
 //  Malformed events are dropped.

@@ -263,7 +263,11 @@ typedef enum {
     F (digest,          STR,     OPTIONAL, "sha256 hex of the canonical job type") \
     F (job_ref,         STR,     OPTIONAL, "name@sha256:<12 hex>") \
     F (image_ref,       STR,     OPTIONAL, "environment reference") \
-    F (reason,          STR,     OPTIONAL, "why the build failed")
+    F (reason,          STR,     OPTIONAL, "why the build failed") \
+    F (version_tag,     STR,     OPTIONAL, "the BUILD's version_tag") \
+    F (built_at,        STR,     OPTIONAL, "ISO-8601 UTC time the environment was built") \
+    F (duration_ms,     INT,     OPTIONAL, "how long this BUILD took, lock waits included") \
+    F (cached,          BOOL,    OPTIONAL, "true when the environment existed already")
 
 //  One enum value per command: TAKO_CMD_SUBMIT, ...
 typedef enum {
