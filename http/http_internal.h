@@ -97,7 +97,8 @@ typedef struct {
     const char *method;             //  "GET", "POST", "DELETE"; GET also serves HEAD
     const char *pattern;            //  "/jobs/{id}/artifacts/{name}"
     http_handler_fn *handler;
-    bool open;                      //  no API key needed, no rate limit
+    bool open;                      //  no API key needed (only /health)
+    bool unlimited;                 //  not counted by the rate limit
     const char *summary;            //  for /openapi.json
 } http_route_t;
 

@@ -622,6 +622,8 @@ route (http_conn_t *conn)
             http_response_header (conn, "WWW-Authenticate", "Bearer");
             return;
         }
+    }
+    if (!found->unlimited) {
         int retry_after = 0;
         if (!tako_httpauth_admit (self->auth, conn->client_ip, zclock_time () / 1000, &retry_after)) {
             char seconds [16];
@@ -716,6 +718,17 @@ body_append (http_t *self, http_conn_t *conn, const char *data, size_t size)
     conn->body [conn->body_size] = 0;
 }
 
+//  The path as it may appear in a log line: control characters (a CR or
+//  LF decoded from the URL could forge lines) become '?', and it is cut.
+static void
+path_loggable (const char *path, char *out, size_t size)
+{
+    size_t i = 0;
+    for (; path [i] && i < size - 1; i++)
+        out [i] = (unsigned char) path [i] < 0x20 || path [i] == 0x7f? '?': path [i];
+    out [i] = 0;
+}
+
 static enum MHD_Result
 response_queue (http_conn_t *conn)
 {
@@ -726,11 +739,13 @@ response_queue (http_conn_t *conn)
     MHD_destroy_response (response);
     int64_t elapsed = zclock_mono () - conn->started_ms;
     metrics_count (self, conn->status, elapsed);
+    char path [256];
+    path_loggable (conn->path, path, sizeof path);
     if (conn->status >= 400)
         tako_info (LOG, "%s %s %u %" PRId64 " ms client=%s correlation_id=%s", conn->method,
-                   conn->path, conn->status, elapsed, conn->client_ip, conn->correlation_id);
+                   path, conn->status, elapsed, conn->client_ip, conn->correlation_id);
     else
-        tako_debug (LOG, "%s %s %u %" PRId64 " ms correlation_id=%s", conn->method, conn->path,
+        tako_debug (LOG, "%s %s %u %" PRId64 " ms correlation_id=%s", conn->method, path,
                     conn->status, elapsed, conn->correlation_id);
     return result;
 }
@@ -748,6 +763,13 @@ access_handler (void *cls, struct MHD_Connection *connection, const char *url,
         if (!conn)
             return MHD_NO;
         *con_cls = conn;
+        //  Over the cap by Content-Length: answer now, read nothing (the
+        //  connection closes after this answer).
+        if (conn->body_too_large) {
+            conn->routed = true;
+            http_respond_detail (conn, 413, "Request body too large");
+            return response_queue (conn);
+        }
         return MHD_YES;
     }
     if (*upload_data_size > 0) {

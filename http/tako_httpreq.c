@@ -25,7 +25,7 @@ tako_httpreq_object (const char *body, size_t size, tako_httpreq_error_t *error)
         error_set (error, 400, "Invalid JSON: the request body is empty%s", NULL);
         return NULL;
     }
-    json_t *value = json_loadb (body, size, JSON_REJECT_DUPLICATES, &parse);
+    json_t *value = json_loadb (body, size, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &parse);
     if (!value) {
         error->status = 400;
         snprintf (error->detail, sizeof error->detail, "Invalid JSON at line %d, column %d: %s",

@@ -912,8 +912,20 @@ tako_builder_test (bool verbose)
     tako_peer_t *client = tako_peer_new_client (endpoint, "test", &beat);
     tako_actor_args_t args = { .config = config, .broker_endpoint = endpoint,
                                .events_endpoint = publish, .heartbeat = beat };
+    assert (recorder && client);
+    //  The stand-in recorder must be registered before the builder sends
+    //  it version.register (else the broker answers "no recorder").
+    int64_t registered_by = zclock_mono () + TEST_WAIT_MS;
+    while ((!tako_peer_registered (recorder) || !tako_peer_registered (client))
+       &&  zclock_mono () < registered_by) {
+        tako_msg_t *early = tako_peer_recv (recorder, TEST_BEAT_MS);
+        tako_msg_destroy (&early);
+        early = tako_peer_recv (client, 1);
+        tako_msg_destroy (&early);
+    }
+    assert (tako_peer_registered (recorder) && tako_peer_registered (client));
     zactor_t *builder = zactor_new (tako_builder_actor, &args);
-    assert (recorder && client && builder);
+    assert (builder);
 
     //  The default job type: an empty environment, built at once, and
     //  its version registered with the recorder.

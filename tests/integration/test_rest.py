@@ -320,6 +320,9 @@ def bad_input_matrix_never_5xx_never_hangs():
             status, _, answer = request("POST", path, body=body, timeout=30)
             check(400 <= status < 500, f"POST {path} {body[:60]!r} answered {status}: {answer}")
             check(isinstance(answer, dict) and "detail" in answer, f"no detail: {answer}")
+    for body in (b"null", b"42", b'"code"', b"[1]"):
+        status, _, answer = request("POST", "/execute", body=body)
+        check(status == 422, f"valid JSON of the wrong shape {body!r} answered {status}")
     status, _, answer = request("POST", "/execute", body=b"{\n\"code\": ,\n}")
     check(status == 400 and "line 2" in answer["detail"], answer)
     weird_paths = ["/jobs/" + "a" * 500, "/jobs/%00", "/jobs/..%2F..", "/jobs/a.b/result",
@@ -329,6 +332,9 @@ def bad_input_matrix_never_5xx_never_hangs():
     for path in weird_paths:
         status, _, answer = request("GET", path, timeout=30)
         check(400 <= status < 500, f"GET {path[:60]} answered {status}")
+    #  A CR/LF decoded from the path must not forge a log line.
+    request("GET", "/nope%0d%0aFORGED-LINE%20INFO%20x")
+    check("\nFORGED-LINE" not in server().text(), "a path forged a log line")
     texts = json.dumps([request("POST", "/execute", body=b)[2] for b in BAD_BODIES[:12]])
     for leak in ("/var/lib", "/work/", "/tmp/", "tcp://", "/root"):
         check(leak not in texts, f"a message leaks {leak}: {texts[:300]}")
@@ -344,6 +350,11 @@ def oversize_bodies_are_413():
         big = b'{"code": "' + b"x" * (limit + 10) + b'"}'
         status, _, body = request("POST", "/execute", body=big, port=srv.http_port)
         check(status == 413 and "detail" in body, (status, body))
+        #  Announced too large, body never sent: answered at once.
+        with socket.create_connection(("127.0.0.1", srv.http_port), timeout=10) as raw:
+            raw.sendall(b"POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: 50000000\r\n\r\n")
+            check(raw.recv(64).startswith(b"HTTP/1.1 413"), "no immediate 413 for an announced giant body")
         connection = http.client.HTTPConnection("127.0.0.1", srv.http_port, timeout=60)
         connection.putrequest("POST", "/execute")
         connection.putheader("Content-Type", "application/json")
@@ -380,6 +391,10 @@ def api_keys_guard_everything_but_health():
         check(request("GET", "/pool/stats", port=port, headers={"X-API-Key": "secret"})[0] == 200, "x-api-key")
         check(request("POST", "/execute", {"code": "print(1)"}, port=port)[0] == 401, "execute without key")
         check(request("GET", "/health", port=port)[0] == 200, "/health must stay open")
+        check(request("GET", "/metrics", port=port, raw=True)[0] == 401, "/metrics without key")
+        check(request("GET", "/openapi.json", port=port)[0] == 401, "/openapi.json without key")
+        check(request("GET", "/metrics", port=port, raw=True, headers={"X-API-Key": "secret"})[0] == 200,
+              "/metrics with key")
     finally:
         srv.close()
 
