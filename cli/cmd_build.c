@@ -34,7 +34,6 @@
 #define BUILD_WELCOME_WAIT_MS       1000
 //  Between two looks at the answer while printing events.
 #define BUILD_EVENT_SLICE_MS        100
-#define BUILD_VERSION_TAG_MAX       128
 #define MS_PER_SECOND               1000
 
 typedef struct {
@@ -90,10 +89,9 @@ parse_options (int argc, char **argv, build_options_t *options)
         fprintf (stderr, "tako-vm build: name one JOB_TYPE, or --all\n");
         return 2;
     }
-    if (options->version_tag && (!*options->version_tag
-                             ||  strlen (options->version_tag) > BUILD_VERSION_TAG_MAX)) {
-        fprintf (stderr, "tako-vm build: --version-tag wants 1 to %d characters\n",
-                 BUILD_VERSION_TAG_MAX);
+    if (options->version_tag && !tako_envspec_version_tag_valid (options->version_tag)) {
+        fprintf (stderr, "tako-vm build: --version-tag wants 1 to 64 letters, digits, "
+                         "'.', '_' or '-'\n");
         return 2;
     }
     return 0;

@@ -12,6 +12,8 @@
 #include "http_internal.h"
 #include "sandbox_runtime.h"
 #include "tako_version.h"
+#include "tako_envbuild.h"
+#include "tako_envspec.h"
 
 //  --------------------------------------------------------------------------
 //  Helpers
@@ -447,14 +449,22 @@ handle_events (http_conn_t *conn, const char *const *params)
 //  --------------------------------------------------------------------------
 //  Job types
 
+//  env_ready: the job type's current environment is built on this host
+//  (a type without requirements needs no build: always ready).
 static json_t *
-job_type_json (const tako_config_job_type_t *job_type)
+job_type_json (const tako_config_t *config, const tako_config_job_type_t *job_type)
 {
     json_t *body = tako_config_job_type_to_json (job_type);
-    //  Without a builder, only a job type without requirements is ready.
-    bool ready = job_type->requirements.count == 0;
+    tako_envspec_t *spec = tako_envspec_new (job_type, NULL, 0, NULL);
+    size_t needed = 0;
+    if (spec)
+        tako_envspec_requirements (spec, &needed);
+    bool ready = spec && (needed == 0 || tako_envbuild_exists (config->data_dir,
+                                                               tako_envspec_digest (spec)));
     json_object_set_new (body, "env_ready", json_boolean (ready));
     json_object_set_new (body, "image_exists", json_boolean (ready));
+    json_object_set_new (body, "job_ref", spec? json_string (tako_envspec_job_ref (spec)): json_null ());
+    tako_envspec_destroy (&spec);
     return body;
 }
 
@@ -465,7 +475,7 @@ handle_job_types (http_conn_t *conn, const char *const *params)
     tako_config_t *config = http_config (conn->server);
     json_t *list = json_array ();
     for (size_t i = 0; i < config->job_type_count; i++)
-        json_array_append_new (list, job_type_json (&config->job_types [i]));
+        json_array_append_new (list, job_type_json (config, &config->job_types [i]));
     http_respond_json (conn, 200, list);
 }
 
@@ -476,17 +486,57 @@ handle_job_type (http_conn_t *conn, const char *const *params)
     if (!job_type)
         http_respond_detail (conn, 404, "Job type not found");
     else
-        http_respond_json (conn, 200, job_type_json (job_type));
+        http_respond_json (conn, 200, job_type_json (http_config (conn->server), job_type));
 }
 
 static void
+build_done (http_conn_t *conn, tako_msg_t *answer)
+{
+    if (!answer || !streq (tako_msg_command (answer), "BUILT")) {
+        http_respond_failure (conn, answer, "builder");
+        return;
+    }
+    json_t *body = json_pack ("{s:s, s:s?, s:s?, s:s?, s:s?, s:s?, s:I, s:b}",
+        "status", "built", "job_type", tako_msg_str (answer, "job_type"),
+        "version", tako_msg_str (answer, "job_ref"), "digest", tako_msg_str (answer, "digest"),
+        "image_ref", tako_msg_str (answer, "image_ref"),
+        "built_at", tako_msg_str (answer, "built_at"),
+        "duration_ms", (json_int_t) tako_msg_int (answer, "duration_ms", 0),
+        "cached", tako_msg_bool (answer, "cached", false));
+    if (body && tako_msg_str (answer, "version_tag"))
+        json_object_set_new (body, "version_tag", json_string (tako_msg_str (answer, "version_tag")));
+    http_respond_json (conn, 200, body);
+}
+
+//  POST /job-types/{name}/build[?version_tag=T]: BUILD at the builder,
+//  waiting as long as a build may take (max_startup_timeout) plus a
+//  margin for builds queued before it.
+static void
 handle_build (http_conn_t *conn, const char *const *params)
 {
-    if (!tako_config_job_type (http_config (conn->server), params [0]))
+    tako_config_t *config = http_config (conn->server);
+    if (!tako_config_job_type (config, params [0])) {
         http_respond_detail (conn, 404, "Job type not found");
-    else
-        http_respond_detail (conn, 501, "Building environments is not available in this version: "
-                                        "job types without requirements need no build");
+        return;
+    }
+    const char *tag = MHD_lookup_connection_value (conn->connection, MHD_GET_ARGUMENT_KIND,
+                                                   "version_tag");
+    if (tag && !tako_envspec_version_tag_valid (tag)) {
+        http_respond_detail (conn, 422, "version_tag must be 1 to 64 letters, digits, '.', '_' or '-'");
+        return;
+    }
+    tako_msg_t *msg = tako_msg_new ("BUILD");
+    if (!msg || tako_msg_set_address (msg, "builder") != 0) {
+        tako_msg_destroy (&msg);
+        build_done (conn, NULL);
+        return;
+    }
+    tako_msg_set_str (msg, "job_type", params [0]);
+    if (tag)
+        tako_msg_set_str (msg, "version_tag", tag);
+    http_ask (conn, msg, build_done);
+    if (conn->request_id [0])
+        conn->deadline = zclock_mono () + ((int64_t) config->max_startup_timeout + 30) * 1000;
 }
 
 //  --------------------------------------------------------------------------

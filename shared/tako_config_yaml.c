@@ -496,6 +496,24 @@ load_gpu (loader_t *self, const node_t *node, const char *path, tako_config_gpu_
     }
 }
 
+
+//  Each shared_code path is mounted at /shared/<its last component>: two
+//  with the same last component would hide one another.
+static void
+shared_code_check_names (loader_t *self, const node_t *node, const char *option,
+                         const tako_config_list_t *list)
+{
+    for (size_t i = 0; i < list->count; i++)
+        for (size_t j = 0; j < i; j++) {
+            const char *a = strrchr (list->items [i], '/');
+            const char *b = strrchr (list->items [j], '/');
+            if (a && b && strcmp (a, b) == 0) {
+                loader_error (self, node->line, option,
+                              "two paths end in the same name '%s'", a + 1);
+                return;
+            }
+        }
+}
 static void
 load_job_type_field (loader_t *self, const node_t *key, const node_t *value,
                      const char *prefix, tako_config_job_type_t *job_type)
@@ -515,8 +533,10 @@ load_job_type_field (loader_t *self, const node_t *key, const node_t *value,
     if (strcmp (key->text, "requirements") == 0)
         load_string_list (self, value, option, &job_type->requirements, tako_config_check_requirement);
     else
-    if (strcmp (key->text, "shared_code") == 0)
+    if (strcmp (key->text, "shared_code") == 0) {
         load_string_list (self, value, option, &job_type->shared_code, tako_config_check_absolute_path);
+        shared_code_check_names (self, value, option, &job_type->shared_code);
+    }
     else
     if (strcmp (key->text, "preload") == 0)
         load_string_list (self, value, option, &job_type->preload, tako_config_check_module_name);

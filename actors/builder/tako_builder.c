@@ -200,13 +200,15 @@ version_register (builder_t *self, waiter_t *waiter, const char *digest,
 {
     char request_id [REQUEST_ID_SIZE];
     snprintf (request_id, sizeof request_id, "builder-%" PRIu64, ++self->sequence);
-    char *env_ref = zsys_sprintf ("%s/%s", TAKO_ENVBUILD_DIR, digest);
-    json_t *version = json_pack ("{s:s, s:s, s:s, s:s, s:s, s:s}",
-        "digest", digest, "job_type", waiter->job_type, "job_ref", waiter->job_ref,
-        "env_ref", env_ref? env_ref: "", "requirements_hash", tako_envspec_requirements_hash (spec),
-        "built_by", tako_peer_instance (self->peer));
-    if (version && waiter->version_tag)
-        json_object_set_new (version, "version_tag", json_string (waiter->version_tag));
+    //  The build may be shared with a job type of another name: this
+    //  waiter's names, the build's digest.
+    json_t *version = tako_envspec_version (spec, tako_peer_instance (self->peer),
+                                            waiter->version_tag);
+    if (version) {
+        json_object_set_new (version, "job_type", json_string (waiter->job_type));
+        json_object_set_new (version, "job_ref", json_string (waiter->job_ref));
+        json_object_set_new (version, "digest", json_string (digest));
+    }
     json_t *params = version? json_pack ("{s:o}", "version", version): NULL;
     tako_msg_t *msg = params? tako_msg_new ("QUERY"): NULL;
     if (msg) {
@@ -218,7 +220,6 @@ version_register (builder_t *self, waiter_t *waiter, const char *digest,
             tako_warning (LOG, "could not register %s with the recorder", waiter->job_ref);
     }
     json_decref (params);
-    zstr_free (&env_ref);
 }
 
 //  One waiter's answer for a successful build.
@@ -551,6 +552,12 @@ request_spec (builder_t *self, tako_msg_t *msg, waiter_kind_t kind, const char *
 static void
 handle_build (builder_t *self, tako_msg_t *msg)
 {
+    const char *tag = tako_msg_str (msg, "version_tag");
+    if (tag && !tako_envspec_version_tag_valid (tag)) {
+        send_error (self, tako_msg_address (msg), tako_msg_str (msg, "request_id"), "BUILD",
+                    422, "version_tag must be 1 to 64 letters, digits, '.', '_' or '-'");
+        return;
+    }
     size_t count = 0;
     const char *const *requirements = tako_msg_strlist (msg, "requirements", &count);
     tako_envspec_t *spec = request_spec (self, msg, WAITER_BUILD, tako_msg_str (msg, "job_type"),

@@ -280,6 +280,33 @@ tako_envspec_python_version (tako_envspec_t *self)
     return self->python_version;
 }
 
+json_t *
+tako_envspec_version (tako_envspec_t *self, const char *built_by, const char *version_tag)
+{
+    assert (self);
+    char env_ref [16 + TAKO_SHA256_HEX_SIZE];
+    snprintf (env_ref, sizeof env_ref, "envs/%s", self->digest);
+    json_t *version = json_pack ("{s:s, s:s, s:s, s:s, s:s, s:s}",
+        "digest", self->digest, "job_type", self->job_type, "job_ref", self->job_ref,
+        "env_ref", env_ref, "requirements_hash", self->requirements_hash,
+        "built_by", built_by? built_by: "");
+    if (version && version_tag)
+        json_object_set_new (version, "version_tag", json_string (version_tag));
+    return version;
+}
+
+bool
+tako_envspec_version_tag_valid (const char *tag)
+{
+    size_t length = tag? strlen (tag): 0;
+    if (length == 0 || length > 64)
+        return false;
+    for (const char *c = tag; *c; c++)
+        if (!isalnum ((unsigned char) *c) && *c != '.' && *c != '_' && *c != '-')
+            return false;
+    return true;
+}
+
 bool
 tako_envspec_is_job_ref (const char *text)
 {
@@ -322,6 +349,10 @@ tako_envspec_test (bool verbose)
         .python_version = "",
         .base = ""
     };
+    assert (tako_envspec_version_tag_valid ("v1.2-rc_3"));
+    assert (!tako_envspec_version_tag_valid (""));
+    assert (!tako_envspec_version_tag_valid ("a b"));
+    assert (!tako_envspec_version_tag_valid ("x\n"));
     tako_envspec_t *spec = tako_envspec_new (&job_type, NULL, 0, NULL);
     assert (spec);
     assert (streq (tako_envspec_canonical (spec),

@@ -25,6 +25,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <jansson.h>
 #include "tako_config.h"
 
 typedef struct _tako_envspec_t tako_envspec_t;
@@ -73,6 +74,16 @@ bool tako_envspec_is_job_ref (const char *text);
 
 //  True if digest (64 hex) is the one job_ref names (its hex is a prefix).
 bool tako_envspec_ref_matches (const char *job_ref, const char *digest);
+
+//  The version record the recorder keeps (QUERY version.register
+//  {version}): {digest, job_type, job_ref, env_ref: "envs/<digest>",
+//  requirements_hash, built_by, version_tag?}. A new object, or NULL.
+json_t *tako_envspec_version (tako_envspec_t *self, const char *built_by,
+                              const char *version_tag);
+
+//  True if tag is a version_tag we keep: 1 to 64 letters, digits, '.',
+//  '_' or '-'.
+bool tako_envspec_version_tag_valid (const char *tag);
 
 void tako_envspec_test (bool verbose);
 

@@ -8,6 +8,7 @@
     made for that.                                                          */
 
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <sys/eventfd.h>
 #include <time.h>
 #include "tako_executor.h"
@@ -15,6 +16,7 @@
 #include "tako_events.h"
 #include "sandbox_output.h"
 #include "tako_warmpool.h"
+#include "tako_jobenv.h"
 #include "sandbox_uidmap.h"
 #include "tako_log.h"
 #include "tako_msg.h"
@@ -36,6 +38,8 @@ typedef struct {
     char *dispatcher;               //  instance id of the scheduler that sent it
     char *job_type;
     char *job_ref;
+    char **requirements;            //  the job's own, NULL-terminated
+    size_t requirement_count;
     char *code;
     size_t code_size;
     char *input_json;
@@ -44,6 +48,7 @@ typedef struct {
     int slot;
     int warm_slot;                  //  uid slot of a warm sandbox, or -1
     int cancel_fd;                  //  eventfd: readable = cancel
+    atomic_bool cancel_flag;        //  set with cancel_fd (stops a build)
     bool cancelled;
     int64_t next_beat;              //  monotonic ms of the next JOB_HEARTBEAT
     tako_config_t *config;          //  borrowed
@@ -51,6 +56,8 @@ typedef struct {
     //  Written by the job thread, read after DONE:
     json_t *result;                 //  NULL when the sandbox failed
     char *failure;                  //  "layer: reason" when it failed
+    tako_jobenv_t env;              //  its environment; error_type set when
+                                    //  it could not be had
     tako_sandbox_t *sandbox;        //  prepared ahead (warm) when set at
                                     //  dispatch; kept for its artifacts
                                     //  until reported
@@ -173,6 +180,7 @@ job_destroy (job_t **self_p)
         //  The thread may still be running the sandbox: cancel first so
         //  zactor_destroy does not wait for the whole timeout.
         uint64_t one = 1;
+        atomic_store (&self->cancel_flag, true);
         if (write (self->cancel_fd, &one, sizeof one) < 0)
             tako_warning (LOG, "cannot cancel %s: %s", self->key, strerror (errno));
         zactor_destroy (&self->thread);
@@ -186,6 +194,10 @@ job_destroy (job_t **self_p)
     free (self->dispatcher);
     free (self->job_type);
     free (self->job_ref);
+    for (size_t i = 0; i < self->requirement_count; i++)
+        free (self->requirements [i]);
+    free (self->requirements);
+    tako_jobenv_clear (&self->env);
     free (self->code);
     free (self->input_json);
     free (self->failure);
@@ -223,6 +235,12 @@ job_from_dispatch (executor_t *self, tako_msg_t *msg)
     job->dispatcher = strdup (tako_msg_address (msg));
     job->job_type = strdup (tako_msg_str (msg, "job_type"));
     job->job_ref = strdup_or_null (tako_msg_str (msg, "job_ref"));
+    size_t count = 0;
+    const char *const *requirements = tako_msg_strlist (msg, "requirements", &count);
+    job->requirements = calloc (count + 1, sizeof (char *));
+    for (size_t i = 0; job->requirements && i < count; i++)
+        if ((job->requirements [i] = strdup (requirements [i])))
+            job->requirement_count++;
     job->code = strdup (tako_msg_str (msg, "code"));
     job->code_size = job->code? strlen (job->code): 0;
     job->input_json = json_dumps (tako_msg_object (msg, "input_data"), JSON_COMPACT | JSON_ENCODE_ANY);
@@ -232,7 +250,8 @@ job_from_dispatch (executor_t *self, tako_msg_t *msg)
     job->cancel_fd = eventfd (0, EFD_CLOEXEC | EFD_NONBLOCK);
     snprintf (job->key, sizeof job->key, "%s#%" PRId64, job->job_id? job->job_id: "", job->attempt);
     if (!job->job_id || !job->lease_id || !job->dispatcher || !job->job_type
-    ||  !job->code || !job->input_json || job->cancel_fd < 0)
+    ||  !job->code || !job->input_json || job->cancel_fd < 0
+    ||  !job->requirements || job->requirement_count != count)
         job_destroy (&job);
     return job;
 }
@@ -272,6 +291,41 @@ job_output (void *arg, bool is_stderr, const char *data, size_t size)
     free (clean);
 }
 
+//  Installing the requirements is part of the start-up: dep_install_ms,
+//  and in startup_ms and total_ms.
+static void
+timing_add_install (json_t *result, int64_t install_ms)
+{
+    json_t *timing = json_object_get (result, "timing");
+    static const char *added [] = { "startup_ms", "total_ms" };
+    for (size_t i = 0; i < 2; i++) {
+        json_t *value = json_object_get (timing, added [i]);
+        if (json_is_integer (value))
+            json_integer_set (value, json_integer_value (value) + install_ms);
+    }
+    json_object_set_new (timing, "dep_install_ms", json_integer (install_ms));
+}
+
+//  The result of a job whose environment could not be had for a reason
+//  of its own (a requirement pip cannot satisfy, an unbuilt environment
+//  in production_mode...): failed in start-up, not retried.
+static json_t *
+result_from_env_error (job_t *job)
+{
+    int64_t install_ms = job->env.build_ms;
+    json_t *error = json_pack ("{s:s, s:s, s:s}", "type", job->env.error_type,
+                               "message", job->env.reason, "phase", "startup");
+    json_t *result = json_pack ("{s:s, s:n, s:s, s:s, s:b, s:b, s:n, s:o, s:[], s:{s:I, s:I, s:I, s:I, s:s, s:b}}",
+        "status", streq (job->env.error_type, TAKO_JOBENV_STARTUP_TIMEOUT)? "timeout": "failed",
+        "exit_code", "stdout", "", "stderr", "",
+        "stdout_truncated", false, "stderr_truncated", false, "output",
+        "error", error, "artifacts",
+        "timing", "startup_ms", (json_int_t) install_ms, "dep_install_ms", (json_int_t) install_ms,
+        "execution_ms", (json_int_t) 0, "total_ms", (json_int_t) install_ms,
+        "phase_at_exit", "startup", "warm", false);
+    return result;
+}
+
 //  In the job's thread: build the sandbox and run the job.
 static void
 job_execute (job_t *job)
@@ -291,16 +345,30 @@ job_execute (job_t *job)
             job->failure = strdup (tako_sandbox_error (job->sandbox)?: "sandbox: run failed");
         goto done;
     }
-    //  Not warm (or the warm one would not take this job): start cold.
+    //  Not warm (or the warm one would not take this job): start cold,
+    //  with the job's environment (built now if it must be).
     tako_sandbox_destroy (&job->sandbox);
+    int startup_s = (int) ((job->startup_timeout_ms + 999) / 1000);
+    if (tako_jobenv_resolve (&job->env, job->config, job_type,
+                             (const char *const *) job->requirements, job->requirement_count,
+                             job->job_ref, startup_s, &job->cancel_flag) != 0) {
+        if (!job->env.user_error)
+            job->failure = zsys_sprintf ("environment: %s: %s", job->env.error_type, job->env.reason);
+        goto done;
+    }
     tako_sandbox_spec_t spec;
     tako_sandbox_env_t *env = NULL;
-    if (tako_executor_spec_from_config (&spec, job->config, job_type, &env) != 0) {
-        job->failure = strdup ("executor: out of memory");
+    if (tako_executor_spec_from_config (&spec, job->config, job_type, &env) != 0
+    ||  tako_jobenv_apply (&job->env, job_type, &spec) != 0) {
+        job->failure = zsys_sprintf ("environment: %s", job->env.reason? job->env.reason: "out of memory");
+        free (env);
         goto done;
     }
     spec.timeout_ms = job->timeout_ms;
-    spec.startup_timeout_ms = job->startup_timeout_ms;
+    //  What the build took is gone from the start-up's allowance.
+    spec.startup_timeout_ms = job->startup_timeout_ms - job->env.build_ms;
+    if (spec.startup_timeout_ms < 1000)
+        spec.startup_timeout_ms = 1000;
     spec.slot = job->slot;
     spec.cancel_fd = job->cancel_fd;
     spec.code = job->code;
@@ -320,7 +388,11 @@ job_execute (job_t *job)
             job->failure = strdup (tako_sandbox_error (job->sandbox)?: "sandbox: run failed");
     }
     free (env);
+    if (job->result && job->env.build_ms > 0)
+        timing_add_install (job->result, job->env.build_ms);
 done:
+    if (!job->result && !job->failure && job->env.error_type)
+        job->result = result_from_env_error (job);
     tako_events_destroy (&job->events);
     job->wall_ended = now_wall_ms ();
     timestamp_format (job->wall_ended, job->ended_at);
@@ -511,7 +583,7 @@ job_report (executor_t *self, job_t *job)
         return;
     }
     memcpy (pending->key, job->key, sizeof pending->key);
-    size_t count = job->result? tako_sandbox_artifact_count (job->sandbox): 0;
+    size_t count = job->result && job->sandbox? tako_sandbox_artifact_count (job->sandbox): 0;
     for (size_t i = 0; i < count; i++) {
         const tako_sandbox_artifact_t *artifact = tako_sandbox_artifact (job->sandbox, i);
         tako_msg_t *msg = job_message (job, "ARTIFACT");
@@ -562,6 +634,22 @@ reply_error (executor_t *self, tako_msg_t *request, int code, const char *reason
     executor_send (self, msg, tako_msg_address (request));
 }
 
+//  A warm sandbox has its job type's current environment: a job with
+//  requirements of its own, or pinned to another version, starts cold.
+static bool
+job_fits_warm (executor_t *self, job_t *job)
+{
+    if (job->requirement_count > 0)
+        return false;
+    if (!job->job_ref)
+        return true;
+    const tako_config_job_type_t *job_type = tako_config_job_type (self->config, job->job_type);
+    char *current = job_type? tako_jobenv_current_ref (job_type): NULL;
+    bool fits = current && streq (current, job->job_ref);
+    free (current);
+    return fits;
+}
+
 static void
 handle_dispatch (executor_t *self, tako_msg_t *msg)
 {
@@ -591,9 +679,7 @@ handle_dispatch (executor_t *self, tako_msg_t *msg)
         return;
     }
     job->slot = self->slot_base + slot;
-    size_t requirements = 0;
-    tako_msg_strlist (msg, "requirements", &requirements);
-    if (self->warm && requirements == 0)
+    if (self->warm && job_fits_warm (self, job))
         job->sandbox = tako_warmpool_take (self->warm, job->job_type, &job->warm_slot);
     job->thread = zactor_new (job_thread, job);
     if (!job->thread) {
@@ -617,6 +703,7 @@ job_cancel (job_t *job)
 {
     uint64_t one = 1;
     job->cancelled = true;
+    atomic_store (&job->cancel_flag, true);
     if (write (job->cancel_fd, &one, sizeof one) < 0)
         tako_warning (LOG, "cannot cancel %s: %s", job->key, strerror (errno));
 }
@@ -675,6 +762,25 @@ handle_message (executor_t *self, tako_msg_t *msg)
         tako_debug (LOG, "ignoring %s from %s", command, tako_msg_address (msg));
 }
 
+//  The job built its environment: the recorder keeps the version, as for
+//  the builder's builds. Its answer is only logged.
+static void
+version_register (executor_t *self, job_t *job)
+{
+    json_object_set_new (job->env.version, "built_by", json_string (tako_peer_instance (self->peer)));
+    json_t *params = json_pack ("{s:O}", "version", job->env.version);
+    tako_msg_t *msg = params? tako_msg_new ("QUERY"): NULL;
+    if (msg) {
+        char request_id [JOB_KEY_MAX + 16];
+        snprintf (request_id, sizeof request_id, "version-%s", job->key);
+        tako_msg_set_str (msg, "request_id", request_id);
+        tako_msg_set_str (msg, "query", "version.register");
+        tako_msg_set_object (msg, "params", params);
+    }
+    executor_send (self, msg, "recorder");
+    json_decref (params);
+}
+
 //  A job thread said DONE: report, free its slot, announce the credit.
 static void
 handle_job_done (executor_t *self, zactor_t *thread)
@@ -691,6 +797,8 @@ handle_job_done (executor_t *self, zactor_t *thread)
     if (!job)
         return;
     zpoller_remove (self->poller, thread);
+    if (job->env.version)
+        version_register (self, job);
     job_report (self, job);
     self->slot_used [job->slot - self->slot_base] = false;
     int warm_slot = job->warm_slot;

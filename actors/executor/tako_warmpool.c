@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "tako_warmpool.h"
+#include "tako_jobenv.h"
 #include "tako_executor.h"
 #include "tako_log.h"
 
@@ -59,10 +60,25 @@ warm_prepare (tako_config_t *config, const char *job_type_name, int slot)
     const tako_config_job_type_t *job_type = tako_config_job_type (config, job_type_name);
     if (!job_type)
         return NULL;
+    //  The job type's current environment, built now if it must be (not
+    //  in production_mode: then the type stays cold until it is built).
+    tako_jobenv_t job_env = { 0 };
+    if (tako_jobenv_resolve (&job_env, config, job_type, NULL, 0, NULL,
+                             config->max_startup_timeout, NULL) != 0) {
+        tako_warning (LOG, "no %s sandbox prepared: %s", job_type_name, job_env.reason);
+        tako_jobenv_clear (&job_env);
+        return NULL;
+    }
     tako_sandbox_spec_t spec;
     tako_sandbox_env_t *env = NULL;
-    if (tako_executor_spec_from_config (&spec, config, job_type, &env) != 0)
+    if (tako_executor_spec_from_config (&spec, config, job_type, &env) != 0
+    ||  tako_jobenv_apply (&job_env, job_type, &spec) != 0) {
+        tako_warning (LOG, "no %s sandbox prepared: %s", job_type_name,
+                      job_env.reason? job_env.reason: "out of memory");
+        tako_jobenv_clear (&job_env);
+        free (env);
         return NULL;
+    }
     //  The job's own timeout is assigned at hand-over; the CPU-time limit
     //  set now must allow the longest one.
     spec.timeout_ms = (int64_t) config->max_timeout * 1000;
@@ -76,6 +92,7 @@ warm_prepare (tako_config_t *config, const char *job_type_name, int slot)
         tako_sandbox_destroy (&sandbox);
     }
     free (env);
+    tako_jobenv_clear (&job_env);
     return sandbox;
 }
 

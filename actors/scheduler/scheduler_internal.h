@@ -153,6 +153,8 @@ void scheduler_request_destroy (request_t **self_p);
 void scheduler_handle_submit (scheduler_t *self, tako_msg_t *msg);
 void scheduler_insert (scheduler_t *self, json_t *job, const char *client,
                        const char *client_request_id, bool client_query);
+//  Set job's job_ref (see scheduler_submit.c). 0, or -1 with *error.
+int scheduler_job_pin (scheduler_t *self, json_t *job, char **error);
 json_t *scheduler_job_derived (scheduler_t *self, json_t *payload, const char *parent_id,
                                const char *code, const char *relationship);
 bool scheduler_queue_full (scheduler_t *self);

@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include "scheduler_internal.h"
 #include "tako_sha256.h"
+#include "tako_envspec.h"
 
 //  Longest idempotency key, job_ref and lineage id we pass on.
 #define IDEMPOTENCY_KEY_MAX   256
@@ -105,6 +106,38 @@ job_from_submit (scheduler_t *self, tako_msg_t *msg, int timeout, int startup_ti
     return job;
 }
 
+//  Pin job to its environment: unless it carries a job_ref already (a
+//  rerun keeps its original's), the job_ref of its job type plus its own
+//  requirements as the configuration says now. 0, or -1 with *error set
+//  (a requirement the builder would refuse; caller frees).
+int
+scheduler_job_pin (scheduler_t *self, json_t *job, char **error)
+{
+    if (json_is_string (json_object_get (job, "job_ref")))
+        return 0;
+    const tako_config_job_type_t *job_type = tako_config_job_type (self->config,
+        json_string_value (json_object_get (job, "job_type")));
+    if (!job_type) {
+        *error = strdup ("unknown job type");
+        return -1;
+    }
+    json_t *list = json_object_get (job, "requirements");
+    size_t count = json_array_size (list);
+    const char **extra = calloc (count + 1, sizeof (char *));
+    for (size_t i = 0; extra && i < count; i++)
+        extra [i] = json_string_value (json_array_get (list, i));
+    tako_envspec_t *spec = extra? tako_envspec_new (job_type, extra, count, error): NULL;
+    free (extra);
+    if (!spec) {
+        if (!*error)
+            *error = strdup ("out of memory");
+        return -1;
+    }
+    job_set_string (job, "job_ref", tako_envspec_job_ref (spec));
+    tako_envspec_destroy (&spec);
+    return 0;
+}
+
 bool
 scheduler_queue_full (scheduler_t *self)
 {
@@ -132,8 +165,12 @@ scheduler_job_derived (scheduler_t *self, json_t *payload, const char *parent_id
         if (value && !json_is_null (value))
             json_object_set (job, *name, value);
     }
-    if (job)
+    if (job) {
         job_add_hashes (job);
+        char *error = NULL;             //  an old record's requirement the
+        scheduler_job_pin (self, job, &error);  //  builder refuses: unpinned
+        free (error);
+    }
     return job;
 }
 
@@ -165,6 +202,13 @@ scheduler_handle_submit (scheduler_t *self, tako_msg_t *msg)
     json_t *job = job_from_submit (self, msg, timeout, startup_timeout);
     if (!job) {
         scheduler_error (self, client, request_id, 500, "out of memory", NULL);
+        return;
+    }
+    char *error = NULL;
+    if (scheduler_job_pin (self, job, &error) != 0) {
+        scheduler_error (self, client, request_id, 422, error, NULL);
+        free (error);
+        json_decref (job);
         return;
     }
     scheduler_insert (self, job, client, request_id, false);

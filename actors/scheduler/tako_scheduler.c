@@ -118,7 +118,7 @@ tako_scheduler_fingerprint (json_t *job)
 {
     static const char *fields [] = {
         "code", "input_data", "job_type", "timeout_s", "startup_timeout_s",
-        "requirements", "job_ref", NULL
+        "requirements", NULL
     };
     json_t *canonical = json_object ();
     if (!canonical)

@@ -5,8 +5,6 @@ Every test makes its own wheels (a wheel is a zip with the package, and
 METADATA, WHEEL and RECORD under NAME-VERSION.dist-info) in a temporary
 directory, points pip_find_links at it, and builds into a data_dir of its
 own, so nothing here needs the network or a running server."""
-import base64
-import hashlib
 import json
 import os
 import shutil
@@ -14,10 +12,10 @@ import subprocess
 import sys
 import tempfile
 import threading
-import zipfile
 
 sys.path.insert(0, os.path.join(os.environ["TAKO_ROOT"], "tests/lib"))
 from taplib import test, run, check  # noqa: E402
+from wheels import make_wheel  # noqa: E402
 
 TAKO = os.environ["TAKO_BIN"]
 COMMAND_TIMEOUT = 300
@@ -25,29 +23,6 @@ COMMAND_TIMEOUT = 300
 # room for a slow sanitizer build, and still fails if pip ran again.
 CACHED_MS_MAX = 200
 PYTHON = "/usr/bin/python3"
-
-
-def make_wheel(directory, name, version, value):
-    """Write NAME-VERSION-py3-none-any.whl whose NAME.VALUE is value."""
-    files = {
-        f"{name}/__init__.py": f"VALUE = {value!r}\n",
-        f"{name}-{version}.dist-info/METADATA":
-            f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
-        f"{name}-{version}.dist-info/WHEEL":
-            "Wheel-Version: 1.0\nGenerator: tako-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-    }
-    record = []
-    for path, text in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=")
-        record.append(f"{path},sha256={digest.decode()},{len(text.encode())}")
-    record.append(f"{name}-{version}.dist-info/RECORD,,")
-    files[f"{name}-{version}.dist-info/RECORD"] = "\n".join(record) + "\n"
-    path = os.path.join(directory, f"{name}-{version}-py3-none-any.whl")
-    with zipfile.ZipFile(path, "w") as wheel:
-        for member, text in files.items():
-            wheel.writestr(member, text)
-    os.chmod(path, 0o644)
-    return path
 
 
 class Site:

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The kill test: with `tako-vm server --processes`, submit many short jobs
-(`print(N)`) and SIGKILL the scheduler, executor, recorder, broker and dlq
+(`print(N)`) and SIGKILL the scheduler, executor, recorder, broker, dlq and builder
 in turn while they run, then restart PostgreSQL. Afterwards every accepted job must have reached
 exactly one terminal state, recorded once, with the right stdout for the
 ones that succeeded (a job whose retries ran out is failed and has a dead
@@ -25,7 +25,7 @@ from taplib import test, run, check, wait_for  # noqa: E402
 from lib_server import Server, TAKO_BIN, alive, postgres_pids  # noqa: E402
 
 JOBS = int(os.environ.get("TAKO_KILL_JOBS", "120"))
-VICTIMS = ["scheduler", "executor", "recorder", "broker", "dlq"]
+VICTIMS = ["scheduler", "executor", "recorder", "broker", "dlq", "builder"]
 SUBMITTERS = 4
 SUBMIT_DEADLINE = 150.0         # per job, retries included
 RESTART_DEADLINE = 30.0

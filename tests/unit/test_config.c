@@ -668,6 +668,9 @@ Test (config, job_type_fields_are_validated)
                     "job_types[a].gpu.count: 2 does not match the 1 device_ids");
     expect_problem ("job_types:\n  - name: a\n    startup_timeout: 700\n",
                     "job_types[a].startup_timeout: 700 is greater than max_startup_timeout (600)");
+    expect_problem ("job_types:\n  - name: a\n    shared_code: [/x/lib, /y/lib]\n",
+                    "tako_vm.yaml:3: job_types[a].shared_code: two paths end in the same name 'lib'");
+    expect_clean ("job_types:\n  - name: a\n    shared_code: [/x/lib, /y/tools.py]\n");
     expect_clean ("job_types:\n  - name: a\n    python_version: 3.12\n");
 }
 
