@@ -446,6 +446,10 @@ event_handle (http_t *self, tako_msg_t *event)
         if (!streq (conn->job_id, job_id))
             continue;
         if (!conn->sse) {
+            //  A plain wait only cares for the end: other events would
+            //  only make the recorder answer job.get for nothing.
+            if (!status_terminal (status) || (kind && streq (kind, "output")))
+                continue;
             if (conn->request_id [0])
                 conn->event_seen = true;
             else

@@ -679,8 +679,13 @@ handle_dispatch (executor_t *self, tako_msg_t *msg)
         return;
     }
     job->slot = self->slot_base + slot;
-    if (self->warm && job_fits_warm (self, job))
+    if (self->warm && job_fits_warm (self, job)) {
         job->sandbox = tako_warmpool_take (self->warm, job->job_type, &job->warm_slot);
+        //  Tick when the pool's deferred refill is due.
+        int64_t due = zclock_mono () + TAKO_WARMPOOL_REFILL_DELAY_MS + 1;
+        if (due < self->next_warm_tick)
+            self->next_warm_tick = due;
+    }
     job->thread = zactor_new (job_thread, job);
     if (!job->thread) {
         self->slot_used [slot] = false;

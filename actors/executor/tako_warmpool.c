@@ -159,6 +159,8 @@ pool_refill (tako_warmpool_t *self, size_t index, int64_t now)
     pool_t *pool = &self->pools [index];
     if (pool->retry_at > now)
         return;
+    if (zlist_size (pool->ready) > 0 && now - pool->last_take < TAKO_WARMPOOL_REFILL_DELAY_MS)
+        return;             //  a job just started: later (see the header)
     while ((int) zlist_size (pool->ready) + pool->preparing < pool_goal (pool, now)) {
         int slot = slot_find_free (self);
         if (slot < 0)

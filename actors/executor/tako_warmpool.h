@@ -11,7 +11,11 @@
     thread of the pool's own (the warmer), one sandbox at a time; the
     owner polls tako_warmpool_socket and calls tako_warmpool_handle when
     it is readable, and tako_warmpool_tick now and then (refill, shrink).
-    Pools refill as soon as a sandbox is taken, and shrink to one sandbox
+    A pool refills TAKO_WARMPOOL_REFILL_DELAY_MS after a sandbox is taken
+    (at once when none is left ready): preparing one is an interpreter
+    start-up and a clone of this process, which would otherwise compete
+    for the CPU with the job that just started and with the work of
+    recording its result. Pools shrink to one sandbox
     after TAKO_WARMPOOL_IDLE_MS without a job; a job type whose sandbox
     cannot be prepared is retried after TAKO_WARMPOOL_RETRY_MS (its jobs
     start cold meanwhile).
@@ -40,6 +44,9 @@
 
 //  A pool unused this long shrinks to one sandbox.
 #define TAKO_WARMPOOL_IDLE_MS       60000
+//  How long after a take a pool that still has sandboxes ready waits to
+//  refill (the owner should tick again by then).
+#define TAKO_WARMPOOL_REFILL_DELAY_MS   100
 //  A job type whose sandbox could not be prepared waits this long.
 #define TAKO_WARMPOOL_RETRY_MS      30000
 
