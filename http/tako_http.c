@@ -844,6 +844,14 @@ http_destroy (http_t **self_p)
     *self_p = NULL;
 }
 
+static size_t
+unescape (void *arg, struct MHD_Connection *connection, char *text)
+{
+    (void) arg;
+    (void) connection;
+    return tako_httpreq_unescape (text);
+}
+
 static struct MHD_Daemon *
 daemon_start (http_t *self)
 {
@@ -864,6 +872,7 @@ daemon_start (http_t *self)
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int) HTTP_CONNECTIONS_PER_IP,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int) HTTP_CONNECTIONS_MAX,
         MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int) 1,
+        MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
         MHD_OPTION_END);
 }
 

@@ -215,6 +215,32 @@ tako_httpreq_name_valid (const char *name)
     return true;
 }
 
+static int
+hex_digit (char c)
+{
+    return c >= '0' && c <= '9'? c - '0'
+         : c >= 'a' && c <= 'f'? c - 'a' + 10
+         : c >= 'A' && c <= 'F'? c - 'A' + 10: -1;
+}
+
+size_t
+tako_httpreq_unescape (char *text)
+{
+    char *out = text;
+    for (const char *in = text; *in; ) {
+        int high = *in == '%'? hex_digit (in [1]): -1;
+        int low = high >= 0? hex_digit (in [2]): -1;
+        if (low >= 0 && high * 16 + low != 0) {
+            *out++ = (char) (high * 16 + low);
+            in += 3;
+        }
+        else
+            *out++ = *in++;
+    }
+    *out = 0;
+    return (size_t) (out - text);
+}
+
 bool
 tako_httpreq_correlation_valid (const char *value)
 {
@@ -274,6 +300,9 @@ void
 tako_httpreq_test (bool verbose)
 {
     (void) verbose;
+    char escaped [] = "a%2Fb%20c%00d%zz%4";
+    assert (tako_httpreq_unescape (escaped) == 14);
+    assert (strcmp (escaped, "a/b c%00d%zz%4") == 0);
     int status;
     json_t *submit = execute ("{\"code\": \"print(1)\", \"input_data\": {\"a\": 1}, \"timeout\": 5,"
                               " \"requirements\": [\"six\"], \"idempotency_key\": \"k1\"}", true, &status);

@@ -56,6 +56,12 @@ bool tako_httpreq_id_valid (const char *id);
 //  control characters, at most TAKO_HTTPREQ_NAME_MAX bytes.
 bool tako_httpreq_name_valid (const char *name);
 
+//  Percent-decode text in place (the ingress's unescape callback for
+//  paths and query values); returns the new length. "%00" stays as it
+//  is, so a NUL never cuts a name short ("a.csv%00" is not "a.csv"); so
+//  does a '%' not followed by two hex digits.
+size_t tako_httpreq_unescape (char *text);
+
 //  An X-Correlation-ID worth echoing.
 bool tako_httpreq_correlation_valid (const char *value);
 

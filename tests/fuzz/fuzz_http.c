@@ -58,6 +58,10 @@ LLVMFuzzerTestOneInput (const uint8_t *input, size_t size)
             tako_httpreq_bool (text, &flag);
             if (tako_httpreq_int (text, 1, 1000, &number) == 0 && (number < 1 || number > 1000))
                 abort ();
+            //  Decoding never grows the text nor makes a NUL inside it.
+            size_t before = strlen (text);
+            if (tako_httpreq_unescape (text) != strlen (text) || strlen (text) > before)
+                abort ();
             free (text);
         }
     }

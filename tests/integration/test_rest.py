@@ -183,6 +183,9 @@ def artifacts_headers_etag_and_names():
     for name in ("missing.txt", "..", "%2e%2e", "a%2Fb", "..%2F..%2Fetc%2Fpasswd", "%00", "x%00y"):
         status, _, body = request("GET", f"/jobs/{job_id}/artifacts/{name}")
         check(status in (400, 404), f"artifact {name!r} answered {status}")
+    # A %00 does not cut the name short: "data.csv%00" is not "data.csv".
+    status, _, body = request("GET", f"/jobs/{job_id}/artifacts/data.csv%00")
+    check(status == 404, f"data.csv%00 answered {status}")
     check(request("GET", "/jobs/no-such-job/artifacts/a.txt")[0] == 404, "unknown job artifact")
 
 
