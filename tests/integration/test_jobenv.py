@@ -154,11 +154,20 @@ def build_refuses_unknown_types_and_bad_tags():
 @test
 def the_environment_is_read_only():
     srv = server()
-    record = execute(srv, "import pkg, os\n"
+    # Writing into it, and remounting it writable (MS_REMOUNT|MS_BIND),
+    # both fail; the package is unchanged for the next job.
+    record = execute(srv, "import pkg, os, ctypes\n"
                           "try:\n    open(os.path.join(os.path.dirname(pkg.__file__), 'x'), 'w')\n"
-                          "    print('wrote')\nexcept OSError as e:\n    print('refused', e.errno)",
+                          "    print('wrote')\nexcept OSError as e:\n    print('refused', e.errno)\n"
+                          "libc = ctypes.CDLL(None, use_errno=True)\n"
+                          "rc = libc.mount(b'none', b'/env', None, 32 | 4096, None)\n"
+                          "print('remount', rc, ctypes.get_errno() in (1, 13))",
                      job_type="data")
-    check(record["success"] and record["stdout"].startswith("refused 30"), record)
+    check(record["success"], record)
+    check(record["stdout"] == "refused 30\nremount -1 True\n", record["stdout"])
+    again = execute(srv, "import os, pkg\nprint('x' in os.listdir(os.path.dirname(pkg.__file__)))",
+                    job_type="data")
+    check(again["stdout"] == "False\n", again["stdout"])
 
 
 @test
