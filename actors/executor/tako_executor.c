@@ -523,15 +523,34 @@ result_set_failure (tako_msg_t *msg, job_t *job)
     tako_warning (LOG, "job %s: %s", job->key, job->failure);
 }
 
+//  A result whose interpreter never became ready without a reason of the
+//  job's (no timeout, no exit code, no exception: internal_error in
+//  start-up) failed on our side: none of the job's code ran, so it is an
+//  infrastructure failure the scheduler retries, not the job's outcome.
+static bool
+result_is_ours (json_t *result)
+{
+    json_t *error = json_object_get (result, "error");
+    const char *type = json_string_value (json_object_get (error, "type"));
+    const char *phase = json_string_value (json_object_get (error, "phase"));
+    return type && phase && streq (type, "internal_error") && streq (phase, "startup");
+}
+
 static tako_msg_t *
 job_result_message (job_t *job)
 {
     tako_msg_t *msg = job_message (job, "RESULT");
     if (!msg)
         return NULL;
-    if (job->result)
+    if (job->result) {
         for (const char **field = result_fields; *field; field++)
             result_copy (msg, job->result, *field);
+        if (result_is_ours (job->result)) {
+            tako_msg_set_bool (msg, "retryable", true);
+            tako_warning (LOG, "job %s: the sandbox ended before its interpreter was ready",
+                          job->key);
+        }
+    }
     else
         result_set_failure (msg, job);
     tako_msg_set_str (msg, "started_at", job->started_at);
@@ -744,6 +763,7 @@ handle_result_ack (executor_t *self, tako_msg_t *msg)
     char key [JOB_KEY_MAX];
     snprintf (key, sizeof key, "%s#%" PRId64, tako_msg_str (msg, "job_id"),
               tako_msg_int (msg, "attempt", 0));
+    tako_debug (LOG, "job %s: result acknowledged", key);
     zhashx_delete (self->pending, key);
 }
 
@@ -802,6 +822,8 @@ handle_job_done (executor_t *self, zactor_t *thread)
     if (!job)
         return;
     zpoller_remove (self->poller, thread);
+    tako_debug (LOG, "job %s done: %s", job->key,
+                job->result? json_string_value (json_object_get (job->result, "status")): job->failure);
     if (job->env.version)
         version_register (self, job);
     job_report (self, job);

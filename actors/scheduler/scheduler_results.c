@@ -134,6 +134,9 @@ scheduler_handle_result (scheduler_t *self, tako_msg_t *msg)
     if (job && job->attempt != attempt)
         job = NULL;
     bool retryable = tako_msg_bool (msg, "retryable", false) && !streq (status, "cancelled");
+    tako_debug (LOG, "job %s attempt %d: RESULT %s%s from %s (state %d)", job_id, attempt,
+                status? status: "?", retryable? " retryable": "", tako_msg_address (msg),
+                job? (int) job->state: -1);
     if (job && job->state == JOB_DISPATCHED && !job->cancelled && tako_msg_str (msg, "lease_id"))
         //  Its ACCEPT was lost: the record must be running before the
         //  finish or requeue (the recorder answers in order).

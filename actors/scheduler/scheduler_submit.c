@@ -280,6 +280,15 @@ insert_on_reply (scheduler_t *self, request_t *request, int code, json_t *result
     const char *status = json_string_value (json_object_get (result, "status"));
     if (code == 200 && outcome && job_id && status && streq (outcome, "created"))
         insert_created (self, request, job_id);
+    else
+    //  Committed by an earlier try whose answer was lost (a broker or
+    //  recorder restart between commit and reply), and so never queued
+    //  here: the same key with the same payload, so this is its payload.
+    if (code == 200 && outcome && job_id && status && streq (outcome, "existing")
+    &&  streq (status, "queued") && !zhashx_lookup (self->jobs, job_id)) {
+        tako_info (LOG, "job %s: committed before, queued now", job_id);
+        insert_created (self, request, job_id);
+    }
     if (!request->client)
         return;             //  answered already (timed out before)
     if (code == 200 && job_id && status)

@@ -174,7 +174,7 @@ def every_accepted_job_ends_once_despite_kills():
             #  print(N) cannot fail by itself: a failure is an infrastructure
             #  one whose retries ran out, which leaves a dead letter.
             if status == "failed" and dead == 0:
-                dead_without_letter.append(number)
+                dead_without_letter.append((number, f"attempt {attempt}", error))
         print(f"# jobs={JOBS} accepted={len(load.accepted)} kills={len(kills)} "
               f"lost={len(lost)} duplicated={len(duplicated)} statuses={statuses} "
               f"client_retries={load.refusals}", flush=True)

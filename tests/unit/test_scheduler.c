@@ -443,6 +443,36 @@ Test (scheduler, idempotency_key)
     free (job_id);
 }
 
+//  The recorder committed a submission but its answer was lost (a broker
+//  restart in between): the client's retry with the same key finds the
+//  job "existing" and queued, and this scheduler, which never queued it,
+//  must run it now rather than leave it queued forever.
+Test (scheduler, a_committed_job_whose_answer_was_lost_still_runs)
+{
+    scheduler_start ();
+    executor_start (0);
+    json_t *job = json_pack ("{s:s, s:{s:i}, s:s, s:i, s:i, s:s, s:i, s:i}",
+        "code", "print('lost answer')", "input_data", "n", 2, "job_type", "default",
+        "timeout_s", 30, "startup_timeout_s", config->default_startup_timeout,
+        "idempotency_key", "lost-1", "priority", 0, "max_attempts", 2);
+    char *fingerprint = tako_scheduler_fingerprint (job);
+    json_object_set_new (job, "payload_fingerprint", json_string (fingerprint));
+    free (fingerprint);
+    json_t *inserted = expect_reply (query ("recorder", "job.insert", job), 200);
+    char *job_id = strdup (json_string_value (json_object_get (inserted, "job_id")));
+    json_decref (inserted);
+
+    tako_msg_t *answer = request ("scheduler", submit_msg ("print('lost answer')", "lost-1"));
+    cr_assert_str_eq (tako_msg_command (answer), "ACCEPTED");
+    cr_assert_str_eq (tako_msg_str (answer, "job_id"), job_id);
+    cr_assert (tako_msg_bool (answer, "existing", false));
+    tako_msg_destroy (&answer);
+    json_t *record = wait_status (job_id, "succeeded", JOB_WAIT_MS);
+    cr_assert_str_eq (json_string_value (json_object_get (record, "stdout")), "lost answer\n");
+    json_decref (record);
+    free (job_id);
+}
+
 Test (scheduler, invalid_submissions_are_422)
 {
     scheduler_start ();
