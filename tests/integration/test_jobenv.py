@@ -99,6 +99,7 @@ def server():
             "data": ["requirements: [pkg==1.0]"],
             "tools": [f"shared_code: [{base}/mylib, {base}/helpers.py]"],
             "warmdata": ["requirements: [pkg==2.0]", "warm_pool: 1"],
+            "gpu": ["gpu: {enabled: true, vendor: nvidia, count: 1, device_ids: [\"0\"]}"],
         })
     return SERVER
 
@@ -232,6 +233,18 @@ def a_warm_sandbox_has_its_types_environment():
     record = full_result(srv, "import extra\nprint(extra.VALUE)", job_type="warmdata",
                          requirements=["extra==1.0"])
     check(record["status"] == "succeeded" and record["timing"].get("warm") is False, record)
+
+
+@test
+def a_gpu_job_type_is_recorded_and_runs_without_devices_here():
+    # This machine has no GPU: nothing to pass through, and the job runs.
+    srv = server()
+    status, body = request(srv, "GET", "/job-types/gpu")
+    check(status == 200 and body["gpu"]["enabled"] is True and body["gpu"]["device_ids"] == ["0"], body)
+    check(body["job_ref"] != request(srv, "GET", "/job-types/tools")[1]["job_ref"], body)
+    record = execute(srv, "import os\nprint(sorted(n for n in os.listdir('/dev') if 'nvidia' in n))",
+                     job_type="gpu")
+    check(record["success"] and record["stdout"] == "[]\n", record)
 
 
 @test
