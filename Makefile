@@ -45,9 +45,12 @@ LIBTAKO  := $(BUILD)/libtako.a
 TAKO     := $(BUILD)/tako-vm
 SELFTEST := $(BUILD)/tako-selftest
 UNIT     := $(BUILD)/tako-unit
+ZYGOTE   := $(BUILD)/tako-zygote
+ZYGOTE_CFLAGS := $(shell pkg-config --cflags python3-embed 2>/dev/null)
+ZYGOTE_LIBS   := $(shell pkg-config --libs python3-embed 2>/dev/null)
 
 .PHONY: all deps run test test-build fuzz bench clean
-all: deps $(TAKO) $(SELFTEST)
+all: deps $(TAKO) $(SELFTEST) $(ZYGOTE)
 
 deps:
 	@deploy/deps.sh
@@ -105,7 +108,21 @@ test:
 	$(MAKE) --no-print-directory all
 	tests/run.sh build/asan
 
-test-build: $(TAKO) $(SELFTEST) $(UNIT)
+test-build: $(TAKO) $(SELFTEST) $(UNIT) $(ZYGOTE)
+
+# tako-zygote: the job types' started interpreters (tako_zygote.h), the one
+# program that embeds Python, so nothing else maps libpython. Built from
+# the sandbox's own sources, never with AddressSanitizer (UBSan only under
+# SAN=1): its process image is every job's, and ASan's allocator and leak
+# checker would change what a job sees (memory, exit output).
+ZYGOTE_SRC := zygote/tako_zygote_main.c $(sort $(wildcard actors/executor/sandbox_*.c)) \
+              actors/executor/tako_sandbox.c actors/executor/tako_zygote.c shared/tako_sha256.c
+ZYGOTE_SAN := $(if $(filter 1,$(SAN)),-O1 -fno-omit-frame-pointer -fsanitize=undefined -fno-sanitize-recover=undefined)
+$(ZYGOTE): $(ZYGOTE_SRC) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O2 $(ZYGOTE_SAN) -I. $(addprefix -I,$(SRC_DIRS)) \
+	  $(ZYGOTE_CFLAGS) $(shell pkg-config --cflags jansson libseccomp) -Wl,--as-needed -o $@ $(ZYGOTE_SRC) \
+	  $(ZYGOTE_LIBS) $(shell pkg-config --libs jansson libseccomp) $(ZYGOTE_SAN)
 
 # libFuzzer harnesses: tests/fuzz/fuzz_NAME.c, built with clang against the
 # library sources (not the archive, so coverage reaches them).

@@ -18,6 +18,7 @@
 #include "actors/executor/tako_sandbox.h"
 #include "actors/executor/sandbox_runtime.h"
 #include "actors/executor/sandbox_uidmap.h"
+#include "actors/executor/tako_zygote.h"
 
 //  Code and input read from files or stdin are capped well above the
 //  configuration's maxima so that the sandbox reports the limit itself.
@@ -35,6 +36,7 @@ typedef struct {
     const char *job_type;
     const char *memory;
     int slot;
+    bool zygote;
 } sandbox_args_t;
 
 static char *
@@ -123,6 +125,8 @@ args_parse (int argc, char **argv, sandbox_args_t *args)
                 return -1;
             }
         }
+        else if (strcmp (arg, "--zygote") == 0)
+            args->zygote = true;
         else if (strcmp (arg, "--slot") == 0) {
             char *end = NULL;
             long slot = strtol (value, &end, 10);
@@ -239,8 +243,24 @@ sandbox_run (tako_cli_t *cli, int argc, char **argv)
     if (cli->verbose)
         fprintf (stderr, "tako-vm sandbox: slot %d, host uid %u\n", spec.slot,
                  (unsigned) tako_sandbox_uidmap_host_id (spec.slot));
+    tako_zygote_t *zygote = NULL;
+    if (args.zygote) {
+        //  As a warm pool would: the job type's preload, imported once in
+        //  the zygote; the sandbox is cloned by it.
+        spec.preload = (const char *const *) job_type->preload.items;
+        spec.preload_count = job_type->preload.count;
+        char *reason = NULL;
+        if (!(zygote = tako_zygote_new (&spec, &reason))) {
+            fprintf (stderr, "tako-vm sandbox: zygote: %s\n", reason? reason: "out of memory");
+            free (reason);
+            rc = 1;
+            goto done;
+        }
+        spec.zygote = zygote;
+    }
     char *error = NULL;
     json_t *result = tako_sandbox_execute (&spec, &error);
+    tako_zygote_destroy (&zygote);
     if (!result) {
         fprintf (stderr, "tako-vm sandbox: %s\n", error? error: "failed");
         free (error);
@@ -263,7 +283,7 @@ done:
 
 const tako_command_t tako_command_sandbox = {
     "sandbox",
-    "FILE.py [--input JSON | --input-file F] [--timeout S] [--startup-timeout S] [--job-type NAME] [--memory SIZE] [--slot N]",
+    "FILE.py [--input JSON | --input-file F] [--timeout S] [--startup-timeout S] [--job-type NAME] [--memory SIZE] [--slot N] [--zygote]",
     "run one job in a local sandbox and print its result as JSON",
     sandbox_run,
     "Runs FILE.py (- reads the code from stdin) once in a fresh sandbox, without\n"
@@ -277,6 +297,8 @@ const tako_command_t tako_command_sandbox = {
     "  --job-type NAME      limits and environment of this job type (default: default)\n"
     "  --memory SIZE        memory limit, e.g. 256m (default: the job type's)\n"
     "  --slot N             sandbox slot: the job runs as host uid 200000+N\n"
+    "  --zygote             fork the interpreter from a zygote started for this run\n"
+    "                       (how warm pools start jobs) instead of exec'ing one\n"
     "\n"
     "Exit status: 0 when the job ran (whatever its status), 1 when the sandbox\n"
     "could not be built (the failing layer is named on stderr), 2 on usage errors.\n"

@@ -7,7 +7,7 @@ PACKAGES=(
   build-essential pkg-config python3 python3-pip git
   libzmq3-dev libczmq-dev libmsgpack-dev libpq-dev postgresql
   libyaml-dev libcurl4-openssl-dev libseccomp-dev libmicrohttpd-dev
-  libjansson-dev libcriterion-dev
+  libjansson-dev libcriterion-dev libpython3-dev
   iproute2 util-linux procps
 )
 # Extra tools used only by `make test` / `make fuzz` / `make bench`.

@@ -5,7 +5,8 @@
 #
 # Suites: unit (Criterion: every class self-test and tests/unit/*.c),
 # then every executable tests/integration/test_* and tests/hostile/test_*,
-# in name order. Each suite speaks TAP ("ok N - name" / "not ok N - name");
+# in name order, then the hostile suites again with every job's interpreter
+# forked from a zygote (suite "zygote" selects that pass). Each suite speaks TAP ("ok N - name" / "not ok N - name");
 # this script counts the lines and ends with "N passed, N failed".
 set -u
 BUILD=${1:-build/asan}
@@ -73,6 +74,21 @@ for t in tests/integration/test_* tests/hostile/test_*; do
   name=${t#tests/}
   log="$LOGDIR/$(echo "$name" | tr '/' '_').tap"
   timeout "$SUITE_TIMEOUT" "$t" >"$log" 2>"$log.err"
+  rc=$?
+  grep -E '^not ok' "$log" | head -20
+  [ $rc -ne 0 ] && tail -n 15 "$log.err"
+  count_tap "$name" "$log" $rc
+done
+
+# The hostile suites once more, every job's interpreter forked from a
+# zygote (tako_zygote.h: how warm pools and the jobs they cannot serve
+# start) instead of exec'd: the same attacks against the other way in.
+for t in tests/hostile/test_*; do
+  [ -x "$t" ] || continue
+  wanted "$t" || wanted zygote || continue
+  name="${t#tests/} (zygote)"
+  log="$LOGDIR/$(echo "${t#tests/}" | tr '/' '_').zygote.tap"
+  TAKO_HOSTILE_ZYGOTE=1 timeout "$SUITE_TIMEOUT" "$t" >"$log" 2>"$log.err"
   rc=$?
   grep -E '^not ok' "$log" | head -20
   [ $rc -ne 0 ] && tail -n 15 "$log.err"

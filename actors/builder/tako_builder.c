@@ -812,6 +812,10 @@ tako_builder_actor (zsock_t *pipe, void *args)
 //  standing in for the recorder.
 
 #define TEST_BEAT_MS    100
+//  Peers the test thread serves only now and then (the stand-in recorder
+//  is silent while the thread waits for a build): a liveness long enough
+//  for a build under valgrind, where 3 beats (300 ms) were not.
+#define TEST_LIVENESS   50
 #define TEST_WAIT_MS    30000
 #define TEST_WALK_FDS   16
 
@@ -900,7 +904,7 @@ tako_builder_test (bool verbose)
     assert (data_dir && wheels && mkdir (wheels, 0755) == 0);
     tako_config_t *config = test_config (data_dir, wheels, false);
 
-    tako_broker_args_t broker_args = { "tcp://127.0.0.1:*", TEST_BEAT_MS, 3 };
+    tako_broker_args_t broker_args = { "tcp://127.0.0.1:*", TEST_BEAT_MS, TEST_LIVENESS };
     zactor_t *broker = zactor_new (tako_broker_actor, &broker_args);
     char *endpoint = tako_broker_endpoint (broker);
     tako_hub_args_t hub_args = { "tcp://127.0.0.1:*", "tcp://127.0.0.1:*" };
@@ -914,7 +918,7 @@ tako_builder_test (bool verbose)
         tako_events_recv (watcher, TEST_BEAT_MS);
     assert (tako_events_welcomed (watcher));
 
-    tako_heartbeat_t beat = { TEST_BEAT_MS, 3 };
+    tako_heartbeat_t beat = { TEST_BEAT_MS, TEST_LIVENESS };
     tako_peer_t *recorder = tako_peer_new (endpoint, "recorder", &beat);
     tako_peer_t *client = tako_peer_new_client (endpoint, "test", &beat);
     tako_actor_args_t args = { .config = config, .broker_endpoint = endpoint,

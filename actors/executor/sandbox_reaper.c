@@ -132,6 +132,13 @@ interpreter_exec (const tako_sandbox_init_plan_t *plan, int null_fd)
         fail (report_fd, TAKO_LAYER_CAPABILITIES, 0);
     if (plan->seccomp_enabled && tako_sandbox_seccomp_apply (plan->seccomp) != 0)
         fail (report_fd, TAKO_LAYER_SECCOMP, 0);
+    if (plan->run_in_process) {
+        //  No exec closes the report pipe for us: the job must never hold
+        //  it (it could write reports of its own).
+        close (report_fd);
+        plan->run_in_process ();
+        _exit (127);
+    }
     execve (plan->argv [0], plan->argv, plan->envp);
     fail (report_fd, TAKO_LAYER_INTERPRETER, 0);
 }

@@ -74,6 +74,10 @@ typedef struct {
     const tako_sandbox_seccomp_t *seccomp;
     char *const *argv;              //  argv [0] is the interpreter's path
     char *const *envp;
+    //  NULL: exec argv. Set (tako-zygote): the interpreter is already in
+    //  this process; called instead of exec, after every layer is applied
+    //  and the report pipe closed. Must not return.
+    void (*run_in_process) (void);
     uint64_t code_max, input_max;
 } tako_sandbox_init_plan_t;
 

@@ -61,6 +61,8 @@ typedef struct {
     tako_sandbox_t *sandbox;        //  prepared ahead (warm) when set at
                                     //  dispatch; kept for its artifacts
                                     //  until reported
+    tako_zygote_t *zygote;          //  no warm sandbox was ready, but the
+                                    //  type's zygote can clone one now
     char started_at [TIMESTAMP_SIZE];
     char ended_at [TIMESTAMP_SIZE];
     int64_t wall_started;           //  realtime ms
@@ -186,6 +188,7 @@ job_destroy (job_t **self_p)
         zactor_destroy (&self->thread);
     }
     tako_sandbox_destroy (&self->sandbox);
+    tako_zygote_destroy (&self->zygote);
     json_decref (self->result);
     if (self->cancel_fd >= 0)
         close (self->cancel_fd);
@@ -326,6 +329,26 @@ result_from_env_error (job_t *job)
     return result;
 }
 
+//  A job that found no warm sandbox but whose type has a zygote: the
+//  spec the zygote was made from (the warm pool's: the longest timeout,
+//  the type's preload), so the zygote clones its sandbox; the job's own
+//  timeout is set once it is ready (tako_sandbox_limit). When the specs
+//  differ after all, the sandbox starts its own interpreter.
+static void
+job_zygote_spec (job_t *job, const tako_config_job_type_t *job_type, tako_sandbox_spec_t *spec)
+{
+    tako_sandbox_spec_t forked = *spec;
+    forked.timeout_ms = (int64_t) job->config->max_timeout * 1000;
+    forked.startup_timeout_ms = (int64_t) job_type->startup_timeout * 1000;
+    forked.preload = (const char *const *) job_type->preload.items;
+    forked.preload_count = job_type->preload.count;
+    if (forked.timeout_ms >= job->timeout_ms && tako_zygote_matches (job->zygote, &forked)) {
+        forked.startup_timeout_ms = spec->startup_timeout_ms;
+        forked.zygote = job->zygote;
+        *spec = forked;
+    }
+}
+
 //  In the job's thread: build the sandbox and run the job.
 static void
 job_execute (job_t *job)
@@ -369,6 +392,8 @@ job_execute (job_t *job)
     spec.startup_timeout_ms = job->startup_timeout_ms - job->env.build_ms;
     if (spec.startup_timeout_ms < 1000)
         spec.startup_timeout_ms = 1000;
+    if (job->zygote)
+        job_zygote_spec (job, job_type, &spec);
     spec.slot = job->slot;
     spec.cancel_fd = job->cancel_fd;
     spec.code = job->code;
@@ -382,6 +407,10 @@ job_execute (job_t *job)
     else
     if (tako_sandbox_prepare (job->sandbox) != 0)
         job->failure = strdup (tako_sandbox_error (job->sandbox)?: "sandbox: prepare failed");
+    else
+    if (spec.zygote && tako_sandbox_ready (job->sandbox)
+    &&  tako_sandbox_limit (job->sandbox, job->timeout_ms, job->cancel_fd) != 0)
+        job->failure = strdup ("sandbox: cannot set the job's timeout");
     else {
         job->result = tako_sandbox_run (job->sandbox, job->code, job->code_size, job->input_json);
         if (!job->result)
@@ -700,6 +729,8 @@ handle_dispatch (executor_t *self, tako_msg_t *msg)
     job->slot = self->slot_base + slot;
     if (self->warm && job_fits_warm (self, job)) {
         job->sandbox = tako_warmpool_take (self->warm, job->job_type, &job->warm_slot);
+        if (!job->sandbox)
+            job->zygote = tako_warmpool_zygote (self->warm, job->job_type);
         //  Tick when the pool's deferred refill is due.
         int64_t due = zclock_mono () + TAKO_WARMPOOL_REFILL_DELAY_MS + 1;
         if (due < self->next_warm_tick)

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,7 @@
 #include "sandbox_seccomp.h"
 #include "sandbox_uidmap.h"
 #include "tako_sha256.h"
+#include "tako_zygote.h"
 
 #define NS_PER_MS       1000000LL
 #define READ_CHUNK      65536
@@ -55,6 +57,7 @@ struct tako_sandbox_t {
     char **envp;
     char **argv;                    //  python -s -c BOOTSTRAP [preload...]
     bool warm;                      //  assigned after it was prepared
+    void (*run_in_process) (void);  //  set in a zygote's clone (see header)
     state_t state;
     char error [TAKO_SANDBOX_ERROR_MAX];
     bool has_error;
@@ -403,6 +406,7 @@ child_run (tako_sandbox_t *self)
         .envp = self->envp,
         .code_max = (uint64_t) self->spec.max_code_bytes,
         .input_max = (uint64_t) self->spec.max_input_bytes,
+        .run_in_process = self->run_in_process,
     };
     tako_sandbox_reaper_main (&plan);
 }
@@ -558,11 +562,29 @@ pump (tako_sandbox_t *self, pump_mode_t mode, int64_t deadline)
     return 0;
 }
 
+//  The first process of the sandbox: cloned here, or by the zygote.
+static pid_t
+reaper_start (tako_sandbox_t *self)
+{
+    if (!self->spec.zygote) {
+        pid_t pid = tako_sandbox_namespaces_clone (tako_sandbox_namespaces_flags (self->spec.network_enabled));
+        if (pid == 0)
+            child_run (self);
+        return pid;
+    }
+    int fds [TAKO_SANDBOX_ZYGOTE_FDS];
+    for (int i = 0; i < PIPE_COUNT; i++)
+        fds [i] = self->pipes [i].sandbox;
+    fds [PIPE_COUNT] = self->go_write;
+    return tako_zygote_spawn (self->spec.zygote, fds, TAKO_SANDBOX_ZYGOTE_FDS);
+}
+
 static int
 sandbox_start (tako_sandbox_t *self)
 {
     const char *reason = NULL;
-    if (self->spec.seccomp_enabled && tako_sandbox_seccomp_build (&self->seccomp, &reason) != 0) {
+    if (self->spec.seccomp_enabled && !self->spec.zygote
+    &&  tako_sandbox_seccomp_build (&self->seccomp, &reason) != 0) {
         error_set (self, "seccomp", reason);
         return -1;
     }
@@ -581,13 +603,11 @@ sandbox_start (tako_sandbox_t *self)
         error_set (self, "sandbox", "cannot create pipes");
         return -1;
     }
-    self->reaper = tako_sandbox_namespaces_clone (tako_sandbox_namespaces_flags (self->spec.network_enabled));
+    self->reaper = reaper_start (self);
     if (self->reaper < 0) {
-        error_set (self, "namespaces", strerror (errno));
+        error_set (self, self->spec.zygote? "zygote": "namespaces", strerror (errno));
         return -1;
     }
-    if (self->reaper == 0)
-        child_run (self);
     for (int i = 0; i < PIPE_COUNT; i++)
         fd_close (&self->pipes [i].sandbox);
     fd_close (&self->go_write);
@@ -678,6 +698,40 @@ tako_sandbox_prepare (tako_sandbox_t *self)
     reaper_kill (self);
     self->state = STATE_STARTUP_ENDED;
     return 0;
+}
+
+pid_t
+tako_sandbox_zygote_clone (tako_sandbox_t *self, const int *fds, size_t fd_count, void (*run) (void))
+{
+    assert (self);
+    if (fd_count != TAKO_SANDBOX_ZYGOTE_FDS || !run || self->has_error || self->use_runsc) {
+        errno = EINVAL;
+        return -1;
+    }
+    const char *reason = NULL;
+    if (self->spec.seccomp_enabled && !self->seccomp.filter
+    &&  tako_sandbox_seccomp_build (&self->seccomp, &reason) != 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    int flags = tako_sandbox_namespaces_flags (self->spec.network_enabled) | CLONE_PARENT;
+    pid_t pid = tako_sandbox_namespaces_clone (flags);
+    if (pid == 0) {
+        for (int i = 0; i < PIPE_COUNT; i++) {
+            self->pipes [i].host = -1;
+            self->pipes [i].sandbox = fds [i];
+        }
+        self->go_write = fds [PIPE_COUNT];
+        self->run_in_process = run;
+        child_run (self);
+    }
+    return pid;
+}
+
+char *const *
+tako_sandbox_envp (tako_sandbox_t *self)
+{
+    return self->envp;
 }
 
 bool
@@ -945,13 +999,21 @@ run_finish (tako_sandbox_t *self)
 }
 
 int
-tako_sandbox_assign (tako_sandbox_t *self, int64_t timeout_ms, int cancel_fd)
+tako_sandbox_limit (tako_sandbox_t *self, int64_t timeout_ms, int cancel_fd)
 {
     assert (self);
     if (self->state != STATE_READY || timeout_ms <= 0 || timeout_ms > self->spec.timeout_ms)
         return -1;
     self->spec.timeout_ms = timeout_ms;
     self->spec.cancel_fd = cancel_fd;
+    return 0;
+}
+
+int
+tako_sandbox_assign (tako_sandbox_t *self, int64_t timeout_ms, int cancel_fd)
+{
+    if (tako_sandbox_limit (self, timeout_ms, cancel_fd) != 0)
+        return -1;
     self->warm = true;
     return 0;
 }

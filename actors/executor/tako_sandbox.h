@@ -57,6 +57,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include "sandbox_output.h"
 
 #define TAKO_SANDBOX_DEFAULT_PYTHON "/usr/bin/python3"
@@ -123,6 +124,10 @@ typedef struct {
     const char *const *preload;     //  modules the interpreter imports before
     size_t preload_count;           //  it is ready (warm pools), at most
                                     //  TAKO_SANDBOX_PRELOAD_MAX
+    struct _tako_zygote_t *zygote;  //  NULL, or the sandbox's first process is
+                                    //  cloned by this zygote (tako_zygote.h):
+                                    //  its interpreter is a fork of one that
+                                    //  started already; made from the same spec
 } tako_sandbox_spec_t;
 
 typedef struct tako_sandbox_t tako_sandbox_t;
@@ -153,6 +158,10 @@ bool tako_sandbox_ready (tako_sandbox_t *self);
 //  is not ready.
 int tako_sandbox_assign (tako_sandbox_t *self, int64_t timeout_ms, int cancel_fd);
 
+//  The same for a sandbox prepared for its job, from a spec with a longer
+//  timeout (one a zygote serves): the result counts its start-up.
+int tako_sandbox_limit (tako_sandbox_t *self, int64_t timeout_ms, int cancel_fd);
+
 //  Memory used so far by the sandbox's processes (its cgroup's peak),
 //  bytes; 0 when unknown.
 int64_t tako_sandbox_memory_bytes (tako_sandbox_t *self);
@@ -172,6 +181,21 @@ const tako_sandbox_artifact_t *tako_sandbox_artifact (tako_sandbox_t *self, size
 
 //  The host uid the job ran as (for checks that nothing is left behind).
 unsigned tako_sandbox_host_uid (tako_sandbox_t *self);
+
+//  For tako-zygote, in the zygote process, on a sandbox that is only a
+//  template (new, never prepared): clone its first process into fresh
+//  namespaces as a child of the zygote's parent (the executor, which then
+//  finishes the start as for any sandbox it prepares). fds are the sandbox
+//  ends of the pipes in the order tako_sandbox_zygote_fds gives them; the
+//  interpreter child calls run instead of exec. The pid, or -1 with errno.
+pid_t tako_sandbox_zygote_clone (tako_sandbox_t *self, const int *fds, size_t fd_count,
+                                 void (*run) (void));
+
+//  How many fds a zygote clone takes.
+#define TAKO_SANDBOX_ZYGOTE_FDS 9
+
+//  The interpreter's environment (NULL-terminated), as built from the spec.
+char *const *tako_sandbox_envp (tako_sandbox_t *self);
 
 //  One call: new, prepare, run with spec's code and input, destroy. NULL
 //  with *error (caller frees) when the sandbox could not be built.

@@ -13,9 +13,11 @@
     running in its sandboxes (the executor destroys its jobs first).      */
 
 #include <assert.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include "tako_warmpool.h"
+#include "tako_zygote.h"
 #include "tako_jobenv.h"
 #include "tako_executor.h"
 #include "tako_log.h"
@@ -39,6 +41,9 @@ typedef struct {
     int64_t retry_at;           //  monotonic ms; 0 = may prepare
     uint64_t hits;
     bool announced;             //  "N ready" logged once
+    tako_zygote_t *zygote;      //  made and replaced by the warmer, under
+                                //  zygote_lock; NULL = sandboxes exec
+    int64_t zygote_retry_at;    //  warmer only: after a failed start
 } pool_t;
 
 struct _tako_warmpool_t {
@@ -49,14 +54,63 @@ struct _tako_warmpool_t {
     pool_t *pools;
     size_t pool_count;
     zactor_t *warmer;
+    bool zygotes_enabled;
+    pthread_mutex_t zygote_lock;
 };
 
 //  --------------------------------------------------------------------------
 //  The warmer thread
 
-static tako_sandbox_t *
-warm_prepare (tako_config_t *config, const char *job_type_name, int slot)
+static pool_t *
+pool_find (tako_warmpool_t *self, const char *job_type_name)
 {
+    for (size_t i = 0; job_type_name && i < self->pool_count; i++)
+        if (streq (self->pools [i].job_type->name, job_type_name))
+            return &self->pools [i];
+    return NULL;
+}
+
+//  The job type's zygote for sandboxes of spec: the one there is while it
+//  lives and was made from the same spec, else a new one. NULL when the
+//  type's sandboxes exec their interpreter (no zygote program, a spec a
+//  zygote cannot serve, a preload that failed in the zygote).
+static tako_zygote_t *
+warm_zygote (tako_warmpool_t *self, pool_t *pool, const tako_sandbox_spec_t *spec)
+{
+    if (!self->zygotes_enabled || !pool || !tako_zygote_usable (spec))
+        return NULL;
+    tako_zygote_t *zygote = pool->zygote;
+    if (zygote && tako_zygote_alive (zygote) && tako_zygote_matches (zygote, spec))
+        return zygote;
+    if (zygote) {
+        pthread_mutex_lock (&self->zygote_lock);
+        pool->zygote = NULL;
+        pthread_mutex_unlock (&self->zygote_lock);
+        tako_zygote_destroy (&zygote);
+    }
+    if (pool->zygote_retry_at > zclock_mono ())
+        return NULL;
+    char *error = NULL;
+    zygote = tako_zygote_new (spec, &error);
+    if (!zygote) {
+        tako_warning (LOG, "%s: sandboxes start their own interpreter (no zygote: %s)",
+                      pool->job_type->name, error? error: "out of memory");
+        free (error);
+        pool->zygote_retry_at = zclock_mono () + TAKO_WARMPOOL_RETRY_MS;
+        return NULL;
+    }
+    tako_info (LOG, "%s: zygote %d started: sandboxes fork its interpreter",
+               pool->job_type->name, (int) tako_zygote_pid (zygote));
+    pthread_mutex_lock (&self->zygote_lock);
+    pool->zygote = zygote;
+    pthread_mutex_unlock (&self->zygote_lock);
+    return zygote;
+}
+
+static tako_sandbox_t *
+warm_prepare (tako_warmpool_t *self, const char *job_type_name, int slot)
+{
+    tako_config_t *config = self->config;
     const tako_config_job_type_t *job_type = tako_config_job_type (config, job_type_name);
     if (!job_type)
         return NULL;
@@ -85,7 +139,16 @@ warm_prepare (tako_config_t *config, const char *job_type_name, int slot)
     spec.slot = slot;
     spec.preload = (const char *const *) job_type->preload.items;
     spec.preload_count = job_type->preload.count;
+    spec.zygote = warm_zygote (self, pool_find (self, job_type_name), &spec);
     tako_sandbox_t *sandbox = tako_sandbox_new (&spec);
+    if (sandbox && spec.zygote && tako_sandbox_prepare (sandbox) != 0
+    &&  !tako_zygote_alive (spec.zygote)) {
+        //  The zygote died: this once without it, a new one next time.
+        tako_warning (LOG, "%s: the zygote died (%s)", job_type_name, tako_sandbox_error (sandbox));
+        tako_sandbox_destroy (&sandbox);
+        spec.zygote = NULL;
+        sandbox = tako_sandbox_new (&spec);
+    }
     if (sandbox && (tako_sandbox_prepare (sandbox) != 0 || !tako_sandbox_ready (sandbox))) {
         tako_warning (LOG, "cannot prepare a %s sandbox: %s", job_type_name,
                       tako_sandbox_error (sandbox)? tako_sandbox_error (sandbox): "not ready in time");
@@ -99,7 +162,7 @@ warm_prepare (tako_config_t *config, const char *job_type_name, int slot)
 static void
 warmer_actor (zsock_t *pipe, void *args)
 {
-    tako_config_t *config = (tako_config_t *) args;
+    tako_warmpool_t *self = (tako_warmpool_t *) args;
     zsock_signal (pipe, 0);
     while (true) {
         char *command = NULL, *job_type = NULL;
@@ -110,7 +173,7 @@ warmer_actor (zsock_t *pipe, void *args)
         }
         bool stop = streq (command, "$TERM") || streq (command, "STOP");
         if (streq (command, "PREPARE")) {
-            tako_sandbox_t *sandbox = warm_prepare (config, job_type, slot);
+            tako_sandbox_t *sandbox = warm_prepare (self, job_type, slot);
             zsock_send (pipe, "sip", "DONE", slot, sandbox);
         }
         else
@@ -120,6 +183,15 @@ warmer_actor (zsock_t *pipe, void *args)
         free (job_type);
         if (stop)
             break;
+    }
+    //  The zygotes were started by this thread (their parent-death signal
+    //  follows it): they end with it.
+    for (size_t i = 0; i < self->pool_count; i++) {
+        pthread_mutex_lock (&self->zygote_lock);
+        tako_zygote_t *zygote = self->pools [i].zygote;
+        self->pools [i].zygote = NULL;
+        pthread_mutex_unlock (&self->zygote_lock);
+        tako_zygote_destroy (&zygote);
     }
 }
 
@@ -193,6 +265,7 @@ tako_warmpool_new (tako_config_t *config, int slot_base, int slot_count)
     tako_warmpool_t *self = calloc (1, sizeof (tako_warmpool_t));
     if (!self)
         return NULL;
+    pthread_mutex_init (&self->zygote_lock, NULL);
     self->config = config;
     self->slot_base = slot_base;
     self->slot_count = slot_count > 0? slot_count: 0;
@@ -204,6 +277,8 @@ tako_warmpool_new (tako_config_t *config, int slot_base, int slot_count)
     }
     for (int i = 0; i < self->slot_count; i++)
         self->slot_state [i] = SLOT_FREE;
+    const char *zygotes = getenv ("TAKO_ZYGOTE");
+    self->zygotes_enabled = !zygotes || !streq (zygotes, "off");
     int64_t now = zclock_mono ();
     for (size_t i = 0; config->warm_pools_enabled && i < config->job_type_count; i++) {
         const tako_config_job_type_t *job_type = &config->job_types [i];
@@ -219,7 +294,7 @@ tako_warmpool_new (tako_config_t *config, int slot_base, int slot_count)
             return NULL;
         }
     }
-    self->warmer = zactor_new (warmer_actor, config);
+    self->warmer = zactor_new (warmer_actor, self);
     if (!self->warmer) {
         tako_warmpool_destroy (&self);
         return NULL;
@@ -259,6 +334,7 @@ tako_warmpool_destroy (tako_warmpool_t **self_p)
     }
     free (self->pools);
     free (self->slot_state);
+    pthread_mutex_destroy (&self->zygote_lock);
     free (self);
     *self_p = NULL;
 }
@@ -341,6 +417,19 @@ tako_warmpool_take (tako_warmpool_t *self, const char *job_type, int *slot)
     return NULL;
 }
 
+tako_zygote_t *
+tako_warmpool_zygote (tako_warmpool_t *self, const char *job_type)
+{
+    assert (self);
+    pool_t *pool = pool_find (self, job_type);
+    tako_zygote_t *zygote = NULL;
+    pthread_mutex_lock (&self->zygote_lock);
+    if (pool && pool->zygote && tako_zygote_alive (pool->zygote))
+        zygote = tako_zygote_share (pool->zygote);
+    pthread_mutex_unlock (&self->zygote_lock);
+    return zygote;
+}
+
 void
 tako_warmpool_release (tako_warmpool_t *self, int slot)
 {
@@ -371,6 +460,12 @@ tako_warmpool_memory (tako_warmpool_t *self)
         for (warm_t *warm = (warm_t *) zlist_first (self->pools [i].ready); warm;
              warm = (warm_t *) zlist_next (self->pools [i].ready))
             bytes += tako_sandbox_memory_bytes (warm->sandbox);
+    //  The zygotes' pages are the sandboxes' until a sandbox writes them.
+    pthread_mutex_lock (&self->zygote_lock);
+    for (size_t i = 0; i < self->pool_count; i++)
+        if (self->pools [i].zygote)
+            bytes += tako_zygote_memory (self->pools [i].zygote);
+    pthread_mutex_unlock (&self->zygote_lock);
     return bytes;
 }
 

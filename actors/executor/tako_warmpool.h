@@ -41,6 +41,7 @@
 #include <stdbool.h>
 #include "tako_config.h"
 #include "tako_sandbox.h"
+#include "tako_zygote.h"
 
 //  A pool unused this long shrinks to one sandbox.
 #define TAKO_WARMPOOL_IDLE_MS       60000
@@ -71,6 +72,11 @@ void tako_warmpool_tick (tako_warmpool_t *self);
 //  A ready sandbox for job_type (the caller owns it) and its uid slot, or
 //  NULL when none is waiting.
 tako_sandbox_t *tako_warmpool_take (tako_warmpool_t *self, const char *job_type, int *slot);
+
+//  A reference to job_type's zygote (tako_zygote.h; the caller destroys
+//  it), or NULL when it has none: a job that finds no sandbox ready can
+//  still have its interpreter forked rather than started.
+tako_zygote_t *tako_warmpool_zygote (tako_warmpool_t *self, const char *job_type);
 
 //  The sandbox taken with this slot is destroyed: the slot is free.
 void tako_warmpool_release (tako_warmpool_t *self, int slot);

@@ -3,7 +3,10 @@
     Interleaves N runs of tako_sandbox_execute ("print(1+1)", default
     limits, full isolation: cold), N warm runs (a sandbox prepared before
     the clock starts, as a warm pool holds them: only assign + run are
-    timed) and N spawns of a bare `/usr/bin/python3 -c 'print(1+1)'` from
+    timed), N zygote runs (a sandbox cloned by the job type's zygote, its
+    interpreter a fork of one started before: prepare + run timed, what a
+    job pays when no prepared sandbox waits, and what a pool pays to
+    refill) and N spawns of a bare `/usr/bin/python3 -c 'print(1+1)'` from
     the same process, and prints p50/p90 of each and their ratios to the
     bare spawn. Informative only, never pass/fail.
 
@@ -18,6 +21,7 @@
 #include <time.h>
 #include "tako_sandbox.h"
 #include "tako_executor.h"
+#include "tako_zygote.h"
 
 #define DEFAULT_RUNS  30
 #define BENCH_SLOT    900
@@ -115,6 +119,34 @@ warm_ms (void)
     return took;
 }
 
+//  A sandbox cloned by the zygote, timed from prepare to result.
+static tako_zygote_t *zygote;
+
+static double
+zygote_ms (void)
+{
+    tako_sandbox_spec_t spec;
+    spec_fill (&spec);
+    spec.slot = BENCH_SLOT + 2;
+    spec.zygote = zygote;
+    double start = now_ms ();
+    tako_sandbox_t *sandbox = tako_sandbox_new (&spec);
+    json_t *result = NULL;
+    if (sandbox && tako_sandbox_prepare (sandbox) == 0 && tako_sandbox_ready (sandbox)
+    &&  tako_sandbox_assign (sandbox, spec.timeout_ms, -1) == 0)
+        result = tako_sandbox_run (sandbox, "print(1+1)\n", 11, "{}");
+    double took = now_ms () - start;
+    const char *status = json_string_value (json_object_get (result, "status"));
+    if (!result || !status || strcmp (status, "succeeded") != 0) {
+        fprintf (stderr, "bench_sandbox: zygote sandbox failed: %s\n",
+                 sandbox && tako_sandbox_error (sandbox)? tako_sandbox_error (sandbox): "bad status");
+        exit (1);
+    }
+    json_decref (result);
+    tako_sandbox_destroy (&sandbox);
+    return took;
+}
+
 static int
 compare (const void *a, const void *b)
 {
@@ -146,22 +178,37 @@ main (int argc, char *argv [])
     double *sandbox = calloc ((size_t) runs, sizeof (double));
     double *bare = calloc ((size_t) runs, sizeof (double));
     double *warm = calloc ((size_t) runs, sizeof (double));
+    double *forked = calloc ((size_t) runs, sizeof (double));
+    tako_sandbox_spec_t spec;
+    spec_fill (&spec);
+    char *error = NULL;
+    if (!(zygote = tako_zygote_new (&spec, &error))) {
+        fprintf (stderr, "bench_sandbox: no zygote: %s\n", error);
+        return 1;
+    }
     sandbox_ms ();
     warm_ms ();
+    zygote_ms ();
     bare_python_ms ();          //  warm the page cache
     for (int i = 0; i < runs; i++) {
         sandbox [i] = sandbox_ms ();
         warm [i] = warm_ms ();
+        forked [i] = zygote_ms ();
         bare [i] = bare_python_ms ();
     }
+    double z50 = percentile (forked, runs, 50), z90 = percentile (forked, runs, 90);
     double s50 = percentile (sandbox, runs, 50), s90 = percentile (sandbox, runs, 90);
     double w50 = percentile (warm, runs, 50), w90 = percentile (warm, runs, 90);
     double b50 = percentile (bare, runs, 50), b90 = percentile (bare, runs, 90);
     printf ("cold sandbox        n=%d p50=%7.1f ms  p90=%7.1f ms\n", runs, s50, s90);
     printf ("warm sandbox        n=%d p50=%7.1f ms  p90=%7.1f ms\n", runs, w50, w90);
+    printf ("zygote sandbox      n=%d p50=%7.1f ms  p90=%7.1f ms\n", runs, z50, z90);
     printf ("bare python spawn   n=%d p50=%7.1f ms  p90=%7.1f ms\n", runs, b50, b90);
     printf ("cold/bare p50 %.2fx  p90 %.2fx\n", s50 / b50, s90 / b90);
     printf ("warm/bare p50 %.2fx  p90 %.2fx\n", w50 / b50, w90 / b90);
+    printf ("zygote/bare p50 %.2fx  p90 %.2fx\n", z50 / b50, z90 / b90);
+    tako_zygote_destroy (&zygote);
+    free (forked);
     free (sandbox);
     free (warm);
     free (env);

@@ -10,6 +10,8 @@ N=${2:-30}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 mkdir -p "$BUILD/bench"
+# The bench programs live in $BUILD/bench; their zygote program does not.
+export TAKO_ZYGOTE_PATH="$ROOT/$BUILD/tako-zygote"
 echo "== machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== sandbox in process, cold and warm (what an executor pays per job)"
 make -s "$BUILD/bench/bench_sandbox" BUILD="$BUILD"

@@ -58,6 +58,25 @@ with open("/proc/self/mountinfo") as f:
 
 
 @test
+def memory_maps_show_no_host_paths():
+    #  Every file mapped into the job: the interpreter and the system's
+    #  libraries under /usr, nothing of where tako-vm lives. (A forked
+    #  interpreter maps the zygote's program: it runs from memory.)
+    result = hostile("""
+with open("/proc/self/maps") as f:
+    paths = sorted(set(l.split(None, 5)[5].strip() for l in f if len(l.split(None, 5)) == 6))
+report({"paths": paths, "exe": os.readlink("/proc/self/exe")})
+""")
+    rep = report_of(result)
+    for path in rep["paths"] + [rep["exe"]]:
+        check(path.startswith(("/usr/", "[", "/memfd:tako-zygote")),
+              f"mapped file outside the sandbox's system files: {path!r} (all: {rep['paths']})")
+        for hint in HOST_PATH_HINTS:
+            check(hint not in path, f"host detail {hint!r} in the job's memory maps: {path!r}")
+    expect_status(result, "succeeded")
+
+
+@test
 def proc_sys_hostname_write_fails():
     result = hostile("""
 err = write_errno("/proc/sys/kernel/hostname", "tako-probe-pwned")

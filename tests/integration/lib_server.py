@@ -56,7 +56,8 @@ def alive(pid):
 class Server:
     """One server (threads, or --processes) with a private config."""
 
-    def __init__(self, processes=False, extra_config="", start=True):
+    def __init__(self, processes=False, extra_config="", start=True, env=None):
+        self.extra_env = dict(env or {})
         os.makedirs(TAKO_BUILD, exist_ok=True)
         self.root = tempfile.mkdtemp(prefix="srv-", dir=TAKO_BUILD)
         os.chmod(self.root, 0o755)     # PostgreSQL runs as its own user
@@ -85,6 +86,7 @@ class Server:
         #  stop() == 0 then also means no leak.
         env = dict(os.environ)
         env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "").replace("detect_leaks=0", "detect_leaks=1")
+        env.update(self.extra_env)
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, env=env,
                                         stdout=subprocess.DEVNULL, stderr=self.log)
 

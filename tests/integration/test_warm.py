@@ -71,6 +71,9 @@ def warm_jobs_share_no_state():
         server.wait_ready()
         wait_for(lambda: "warmpool: default: 2 sandboxes ready" in server.text(), timeout=60,
                  interval=0.1, what="the warm pool to fill")
+        #  The sandboxes' interpreters are forks of the job type's zygote.
+        check("default: zygote" in server.text() and "sandboxes fork its interpreter" in server.text(),
+              "the warm pool did not use a zygote")
         first, seen_first = probe(server)
         second, seen_second = probe(server)
         for record in (first, second):
@@ -119,6 +122,69 @@ def broken_preload_falls_back_to_cold():
         check(record["timing"].get("warm") is False, "a broken warm sandbox was used")
         wait_for(lambda: "cannot prepare a default sandbox" in server.text(), timeout=30,
                  interval=0.2, what="the warm pool to report the failed preload")
+    finally:
+        server.close()
+
+
+#  Which interpreter ran the job: one exec'd for it has python's command
+#  line; one forked from the zygote shows the sandbox's scrubbed pid-1
+#  name (no exec happened after the reaper cleaned its argument memory).
+ORIGIN = r"""
+import json, sys, time
+time.sleep(0.5)
+print(open("/proc/self/cmdline", "rb").read().split(b"\0")[0].decode(), "json" in sys.modules)
+"""
+
+
+def concurrent(server, code, count):
+    import threading
+    records = [None] * count
+
+    def one(index):
+        records[index] = server.exec_json(code)
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return records
+
+
+@test
+def jobs_that_find_no_sandbox_ready_fork_the_zygote():
+    server = Server(extra_config="max_workers: 4\njob_types:\n  - name: default\n"
+                                 "    warm_pool: 1\n    preload: [json]\n")
+    try:
+        server.wait_ready()
+        wait_for(lambda: "warmpool: default: 1 sandboxes ready" in server.text(), timeout=60,
+                 interval=0.1, what="the warm pool to fill")
+        records = concurrent(server, ORIGIN, 4)
+        for record in records:
+            check(record and record["status"] == "succeeded", f"job failed: {record}")
+            check(record["stdout"] == "tako-init True\n",
+                  f"not a fork of the zygote: {record['stdout']!r}")
+        cold = [r for r in records if not r["timing"]["warm"]]
+        check(cold, "all four jobs found a warm sandbox; the pool holds one")
+        for record in cold:
+            #  A fork, but the job waited for its sandbox: counted.
+            check(record["timing"]["startup_ms"] >= 0 and record["timing"]["total_ms"] >= 500,
+                  f"timing {record['timing']}")
+    finally:
+        server.close()
+
+
+@test
+def zygotes_can_be_turned_off():
+    server = Server(extra_config=WARM, env={"TAKO_ZYGOTE": "off"})
+    try:
+        server.wait_ready()
+        wait_for(lambda: "warmpool: default: 2 sandboxes ready" in server.text(), timeout=60,
+                 interval=0.1, what="the warm pool to fill")
+        record = server.exec_json(ORIGIN)
+        check(record["status"] == "succeeded", f"job failed: {record}")
+        check(record["timing"]["warm"] is True, f"not warm: {record['timing']}")
+        check(record["stdout"] == "/usr/bin/python3 True\n", f"stdout {record['stdout']!r}")
+        check("zygote" not in server.text(), "a zygote started although turned off")
     finally:
         server.close()
 
