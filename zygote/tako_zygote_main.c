@@ -258,6 +258,8 @@ main (int argc, char *argv [])
         fprintf (stderr, "tako-zygote is started by the tako-vm executor, not by hand\n");
         return 2;
     }
+    //  Started from a memfd, our name would be its fd number.
+    prctl (PR_SET_NAME, TAKO_ZYGOTE_PROGRAM, 0, 0, 0);
     identity_drop ((pid_t) atoi (argv [1]));
     syscall (SYS_close_range, SOCKET_FD + 1, ~0U, 0);
     tako_sandbox_spec_t spec;

@@ -392,8 +392,6 @@ job_execute (job_t *job)
     spec.startup_timeout_ms = job->startup_timeout_ms - job->env.build_ms;
     if (spec.startup_timeout_ms < 1000)
         spec.startup_timeout_ms = 1000;
-    if (job->zygote)
-        job_zygote_spec (job, job_type, &spec);
     spec.slot = job->slot;
     spec.cancel_fd = job->cancel_fd;
     spec.code = job->code;
@@ -401,7 +399,19 @@ job_execute (job_t *job)
     spec.input_json = job->input_json;
     spec.on_output = job_output;
     spec.on_output_arg = job;
+    tako_sandbox_spec_t exec_spec = spec;
+    if (job->zygote)
+        job_zygote_spec (job, job_type, &spec);
     job->sandbox = tako_sandbox_new (&spec);
+    if (job->sandbox && spec.zygote && tako_sandbox_prepare (job->sandbox) != 0
+    &&  !tako_zygote_alive (spec.zygote)) {
+        //  The zygote died (the warm pool starts another): this job starts
+        //  its own interpreter rather than fail.
+        tako_warning (LOG, "job %s: the zygote is gone, starting cold", job->key);
+        tako_sandbox_destroy (&job->sandbox);
+        spec = exec_spec;
+        job->sandbox = tako_sandbox_new (&spec);
+    }
     if (!job->sandbox)
         job->failure = strdup ("sandbox: invalid job specification");
     else

@@ -5,6 +5,8 @@
 
         owner  -> warmer   "PREPARE" job_type slot     (picture "ssi")
         warmer -> owner    "DONE" slot sandbox         ("sip"; NULL = failed)
+        owner  -> warmer   "ZYGOTE" job_type 0         the type's zygote died:
+                                                        start another (no answer)
         owner  -> warmer   "STOP"
         warmer -> owner    "STOPPED" -1 NULL           after anything pending
 
@@ -44,6 +46,9 @@ typedef struct {
     tako_zygote_t *zygote;      //  made and replaced by the warmer, under
                                 //  zygote_lock; NULL = sandboxes exec
     int64_t zygote_retry_at;    //  warmer only: after a failed start
+    uint64_t zygote_generation; //  +1 per zygote installed (under the lock)
+    uint64_t zygote_reported;   //  owner only: the generation it asked to
+                                //  replace
 } pool_t;
 
 struct _tako_warmpool_t {
@@ -103,60 +108,83 @@ warm_zygote (tako_warmpool_t *self, pool_t *pool, const tako_sandbox_spec_t *spe
                pool->job_type->name, (int) tako_zygote_pid (zygote));
     pthread_mutex_lock (&self->zygote_lock);
     pool->zygote = zygote;
+    pool->zygote_generation++;
     pthread_mutex_unlock (&self->zygote_lock);
     return zygote;
+}
+
+//  The spec of a warm sandbox of the job type (with its environment,
+//  built now if it must be: not in production_mode, where the type stays
+//  cold until it is built). 0, or -1 after a warning.
+static int
+warm_spec (tako_warmpool_t *self, const char *job_type_name, tako_jobenv_t *job_env,
+           tako_sandbox_spec_t *spec, tako_sandbox_env_t **env)
+{
+    tako_config_t *config = self->config;
+    const tako_config_job_type_t *job_type = tako_config_job_type (config, job_type_name);
+    if (!job_type)
+        return -1;
+    if (tako_jobenv_resolve (job_env, config, job_type, NULL, 0, NULL,
+                             config->max_startup_timeout, NULL) != 0) {
+        tako_warning (LOG, "no %s sandbox prepared: %s", job_type_name, job_env->reason);
+        return -1;
+    }
+    if (tako_executor_spec_from_config (spec, config, job_type, env) != 0
+    ||  tako_jobenv_apply (job_env, job_type, spec) != 0) {
+        tako_warning (LOG, "no %s sandbox prepared: %s", job_type_name,
+                      job_env->reason? job_env->reason: "out of memory");
+        return -1;
+    }
+    //  The job's own timeout is assigned at hand-over; the CPU-time limit
+    //  set now must allow the longest one.
+    spec->timeout_ms = (int64_t) config->max_timeout * 1000;
+    spec->preload = (const char *const *) job_type->preload.items;
+    spec->preload_count = job_type->preload.count;
+    return 0;
 }
 
 static tako_sandbox_t *
 warm_prepare (tako_warmpool_t *self, const char *job_type_name, int slot)
 {
-    tako_config_t *config = self->config;
-    const tako_config_job_type_t *job_type = tako_config_job_type (config, job_type_name);
-    if (!job_type)
-        return NULL;
-    //  The job type's current environment, built now if it must be (not
-    //  in production_mode: then the type stays cold until it is built).
     tako_jobenv_t job_env = { 0 };
-    if (tako_jobenv_resolve (&job_env, config, job_type, NULL, 0, NULL,
-                             config->max_startup_timeout, NULL) != 0) {
-        tako_warning (LOG, "no %s sandbox prepared: %s", job_type_name, job_env.reason);
-        tako_jobenv_clear (&job_env);
-        return NULL;
-    }
     tako_sandbox_spec_t spec;
     tako_sandbox_env_t *env = NULL;
-    if (tako_executor_spec_from_config (&spec, config, job_type, &env) != 0
-    ||  tako_jobenv_apply (&job_env, job_type, &spec) != 0) {
-        tako_warning (LOG, "no %s sandbox prepared: %s", job_type_name,
-                      job_env.reason? job_env.reason: "out of memory");
-        tako_jobenv_clear (&job_env);
-        free (env);
-        return NULL;
-    }
-    //  The job's own timeout is assigned at hand-over; the CPU-time limit
-    //  set now must allow the longest one.
-    spec.timeout_ms = (int64_t) config->max_timeout * 1000;
-    spec.slot = slot;
-    spec.preload = (const char *const *) job_type->preload.items;
-    spec.preload_count = job_type->preload.count;
-    spec.zygote = warm_zygote (self, pool_find (self, job_type_name), &spec);
-    tako_sandbox_t *sandbox = tako_sandbox_new (&spec);
-    if (sandbox && spec.zygote && tako_sandbox_prepare (sandbox) != 0
-    &&  !tako_zygote_alive (spec.zygote)) {
-        //  The zygote died: this once without it, a new one next time.
-        tako_warning (LOG, "%s: the zygote died (%s)", job_type_name, tako_sandbox_error (sandbox));
-        tako_sandbox_destroy (&sandbox);
-        spec.zygote = NULL;
+    tako_sandbox_t *sandbox = NULL;
+    if (warm_spec (self, job_type_name, &job_env, &spec, &env) == 0) {
+        spec.slot = slot;
+        spec.zygote = warm_zygote (self, pool_find (self, job_type_name), &spec);
         sandbox = tako_sandbox_new (&spec);
-    }
-    if (sandbox && (tako_sandbox_prepare (sandbox) != 0 || !tako_sandbox_ready (sandbox))) {
-        tako_warning (LOG, "cannot prepare a %s sandbox: %s", job_type_name,
-                      tako_sandbox_error (sandbox)? tako_sandbox_error (sandbox): "not ready in time");
-        tako_sandbox_destroy (&sandbox);
+        if (sandbox && spec.zygote && tako_sandbox_prepare (sandbox) != 0
+        &&  !tako_zygote_alive (spec.zygote)) {
+            //  The zygote died: this once without it, a new one next time.
+            tako_warning (LOG, "%s: the zygote died (%s)", job_type_name, tako_sandbox_error (sandbox));
+            tako_sandbox_destroy (&sandbox);
+            spec.zygote = NULL;
+            sandbox = tako_sandbox_new (&spec);
+        }
+        if (sandbox && (tako_sandbox_prepare (sandbox) != 0 || !tako_sandbox_ready (sandbox))) {
+            tako_warning (LOG, "cannot prepare a %s sandbox: %s", job_type_name,
+                          tako_sandbox_error (sandbox)? tako_sandbox_error (sandbox): "not ready in time");
+            tako_sandbox_destroy (&sandbox);
+        }
     }
     free (env);
     tako_jobenv_clear (&job_env);
     return sandbox;
+}
+
+//  A zygote that died is replaced at once (not only when the next sandbox
+//  is prepared): jobs that find no sandbox ready need it.
+static void
+warm_zygote_replace (tako_warmpool_t *self, const char *job_type_name)
+{
+    tako_jobenv_t job_env = { 0 };
+    tako_sandbox_spec_t spec;
+    tako_sandbox_env_t *env = NULL;
+    if (warm_spec (self, job_type_name, &job_env, &spec, &env) == 0)
+        warm_zygote (self, pool_find (self, job_type_name), &spec);
+    free (env);
+    tako_jobenv_clear (&job_env);
 }
 
 static void
@@ -176,6 +204,9 @@ warmer_actor (zsock_t *pipe, void *args)
             tako_sandbox_t *sandbox = warm_prepare (self, job_type, slot);
             zsock_send (pipe, "sip", "DONE", slot, sandbox);
         }
+        else
+        if (streq (command, "ZYGOTE"))
+            warm_zygote_replace (self, job_type);
         else
         if (streq (command, "STOP"))
             zsock_send (pipe, "sip", "STOPPED", -1, NULL);
@@ -382,6 +413,18 @@ tako_warmpool_handle (tako_warmpool_t *self)
     }
 }
 
+//  Ask the warmer to replace a zygote that died (once per dead zygote).
+static void
+pool_zygote_check (tako_warmpool_t *self, pool_t *pool)
+{
+    pthread_mutex_lock (&self->zygote_lock);
+    uint64_t generation = pool->zygote_generation;
+    bool dead = pool->zygote && generation != pool->zygote_reported && !tako_zygote_alive (pool->zygote);
+    pthread_mutex_unlock (&self->zygote_lock);
+    if (dead && zsock_send (self->warmer, "ssi", "ZYGOTE", pool->job_type->name, 0) == 0)
+        pool->zygote_reported = generation;
+}
+
 void
 tako_warmpool_tick (tako_warmpool_t *self)
 {
@@ -390,6 +433,7 @@ tako_warmpool_tick (tako_warmpool_t *self)
     for (size_t i = 0; i < self->pool_count; i++) {
         pool_shrink (self, &self->pools [i], now);
         pool_refill (self, i, now);
+        pool_zygote_check (self, &self->pools [i]);
     }
 }
 

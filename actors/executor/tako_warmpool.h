@@ -7,6 +7,11 @@
     it, and the sandbox is destroyed afterwards like any other: a sandbox
     is never reused, so nothing passes from one job to the next.
 
+    Each job type's sandboxes are cloned by its zygote (tako_zygote.h)
+    when it can have one: their interpreters are forks of one started
+    once. The warmer starts the zygotes (and replaces a dead one); a type
+    whose zygote cannot start prepares sandboxes that exec python.
+
     Preparing blocks for the interpreter's start-up, so it happens in a
     thread of the pool's own (the warmer), one sandbox at a time; the
     owner polls tako_warmpool_socket and calls tako_warmpool_handle when

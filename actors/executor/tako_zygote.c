@@ -462,6 +462,10 @@ bool
 tako_zygote_alive (tako_zygote_t *self)
 {
     pthread_mutex_lock (&self->lock);
+    //  A zygote that died closed its end: the socket hangs up.
+    struct pollfd hangup = { self->socket, 0, 0 };
+    if (self->socket >= 0 && poll (&hangup, 1, 0) == 1 && (hangup.revents & (POLLHUP | POLLERR)))
+        zygote_kill (self);
     bool alive = self->socket >= 0;
     pthread_mutex_unlock (&self->lock);
     return alive;

@@ -82,7 +82,7 @@ tako_zygote_t *tako_zygote_share (tako_zygote_t *self);
 //  after a failure of the zygote itself, tako_zygote_alive is false.
 pid_t tako_zygote_spawn (tako_zygote_t *self, const int *fds, size_t fd_count);
 
-//  False once the zygote died or stopped answering.
+//  False once the zygote died (its socket hung up) or stopped answering.
 bool tako_zygote_alive (tako_zygote_t *self);
 
 //  True when the zygote was made from a spec encoding like this one.

@@ -8,7 +8,9 @@ against a baseline taken in the same run, interleaved where it matters:
              / bare `python3 -c 'print(1+1)'` spawn p50      (goal <= 0.15)
   P2 cold:   the same with warm_pools_enabled: false / bare (goal <= 1.25)
   P3 throughput: jobs/s with 8 concurrent clients / bare spawns per
-             second at parallelism 2                         (goal >= 2.0)
+             second at parallelism 2                         (goal >= 2.0),
+             with Python clients and again with wrk against xargs -P2
+  P1 and P3 also without zygotes (TAKO_ZYGOTE=off), for comparison
   P4 orchestration: POST /execute p50 (warm) minus the in-process warm
              sandbox p50 (bench_sandbox)                     (goal <= 1 ms)
   P5 idle server RSS (threads, without PostgreSQL)           (goal <= 30 MB)
@@ -73,9 +75,9 @@ def percentile(values, p):
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
-def start(extra):
+def start(extra, env=None):
     server = Server(extra_config="max_queue_size: 10000\napi_rate_limit_enabled: false\n"
-                                 "log_level: WARNING\n" + extra)
+                                 "log_level: WARNING\n" + extra, env=env)
     server.wait_ready()
     wait_for(lambda: health(server.http_port), timeout=60, interval=0.1, what="REST API")
     return server
@@ -139,6 +141,16 @@ def throughput(server, seconds=8.0):
     spawns = spawned[0] / seconds
     print(f"P3 throughput: {jobs:.1f} jobs/s with 8 clients | bare spawns {spawns:.1f}/s at "
           f"parallelism 2 | ratio {jobs / spawns:.2f}x", flush=True)
+    return jobs, spawns
+
+
+def bare_spawns_xargs(count=300):
+    """Bare spawns per second at parallelism 2, spawned by xargs (a C
+    program) rather than by this Python process."""
+    started = time.perf_counter()
+    subprocess.run(["xargs", "-P2", "-n1", "/usr/bin/python3", "-c"],
+                   input="print(1+1)\n" * count, text=True, stdout=subprocess.DEVNULL, check=True)
+    return count / (time.perf_counter() - started)
 
 
 def rss_mb(pid):
@@ -181,6 +193,14 @@ def wrk(server):
     print("wrk POST /execute print(1+1) (2 threads, 8 connections, 8 s):")
     print("\n".join("  " + l for l in done.stdout.splitlines() if "Requests/sec" in l
                     or "50%" in l or "99%" in l or "Non-2xx" in l))
+    #  P3 again with a client that costs little CPU (the Python clients
+    #  above take a third of this two-core machine), against bare spawns
+    #  made by a C program too.
+    rate = [float(l.split()[1]) for l in done.stdout.splitlines() if l.startswith("Requests/sec")]
+    if rate:
+        spawns = bare_spawns_xargs()
+        print(f"P3 throughput (wrk, 8 connections): {rate[0]:.1f} jobs/s | bare spawns (xargs -P2) "
+              f"{spawns:.1f}/s | ratio {rate[0] / spawns:.2f}x", flush=True)
 
 
 def main():
@@ -195,6 +215,17 @@ def main():
     finally:
         warm.stop()
         warm.close()
+    #  The same warm pool without zygotes: each prepared sandbox (and each
+    #  job that finds none ready) starts its own interpreter.
+    exec_pool = start("job_types:\n  - name: default\n    warm_pool: 4\n", env={"TAKO_ZYGOTE": "off"})
+    try:
+        time.sleep(1)
+        latency(exec_pool, "P1 warm, no zygote", True)
+        throughput(exec_pool)
+        wrk(exec_pool)
+    finally:
+        exec_pool.stop()
+        exec_pool.close()
     cold = start("warm_pools_enabled: false\n")
     try:
         latency(cold, "P2 cold", False)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The kill test: with `tako-vm server --processes`, submit many short jobs
 (`print(N)`) and SIGKILL the scheduler, executor, recorder, broker, dlq and builder
-in turn while they run, then restart PostgreSQL. Afterwards every accepted job must have reached
+in turn while they run, then the executor's zygote, then restart PostgreSQL. Afterwards every accepted job must have reached
 exactly one terminal state, recorded once, with the right stdout for the
 ones that succeeded (a job whose retries ran out is failed and has a dead
 letter — never lost, never duplicated).
@@ -33,7 +33,10 @@ FINISH_DEADLINE = 150.0
 KILL_AFTER_ACCEPTED = 15        # first kill once this many jobs are in
 KILL_SPACING = 1.0              # seconds between a restart and the next kill
 #  Many retries, quick back-off: kills cost attempts, not jobs.
-CONFIG = "max_retry_attempts: 6\nretry_base_delay: 0.2\nmax_queue_size: 1000\n"
+#  A warm pool, so the executor's sandboxes come from a zygote (one more
+#  victim: a killed zygote is replaced, its jobs start cold meanwhile).
+CONFIG = ("max_retry_attempts: 6\nretry_base_delay: 0.2\nmax_queue_size: 1000\n"
+          "job_types:\n  - name: default\n    warm_pool: 2\n")
 
 
 def psql(url, query):
@@ -94,7 +97,29 @@ def kill_in_turn(server, load, kills):
                        interval=0.05, what=f"the {victim} to be restarted")
         kills.append((victim, old, new, load.count()))
         time.sleep(KILL_SPACING)    # let the system work between kills
+    old = wait_for(lambda: zygote_pid(server), timeout=RESTART_DEADLINE, interval=0.05,
+                   what="the executor's zygote")
+    os.kill(old, signal.SIGKILL)
+    new = wait_for(lambda: zygote_pid(server, after=old), timeout=RESTART_DEADLINE,
+                   interval=0.05, what="a new zygote")
+    kills.append(("zygote", old, new, load.count()))
+    time.sleep(KILL_SPACING)
     restart_postgres(server, load, kills)
+
+
+def zygote_pid(server, after=None):
+    """The pid of the (current) executor's tako-zygote, other than after."""
+    executor = server.child_pid("executor")
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)
+            name, ppid = fields[0].split("(", 1)[1], int(fields[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if name == "tako-zygote" and ppid == executor and int(entry) != after:
+            return int(entry)
+    return None
 
 
 def restart_postgres(server, load, kills):
@@ -129,9 +154,9 @@ def every_accepted_job_ends_once_despite_kills():
         killer_thread.start()
         with ThreadPoolExecutor(SUBMITTERS) as pool:
             list(pool.map(load.submit, range(1, JOBS + 1)))
-        killer_thread.join(timeout=RESTART_DEADLINE * (len(VICTIMS) + 1))
+        killer_thread.join(timeout=RESTART_DEADLINE * (len(VICTIMS) + 2))
         check(not killer_error, f"killing failed: {killer_error}")
-        check(len(kills) == len(VICTIMS) + 1, f"only {len(kills)} kills happened")
+        check(len(kills) == len(VICTIMS) + 2, f"only {len(kills)} kills happened")
 
         url = database_url(server)
         keys = f"idempotency_key LIKE 'kill-{load.run_id}-%'"

@@ -174,6 +174,29 @@ def jobs_that_find_no_sandbox_ready_fork_the_zygote():
 
 
 @test
+def a_zygote_that_dies_is_replaced():
+    import re
+    import signal
+    server = Server(extra_config=WARM)
+    try:
+        server.wait_ready()
+
+        def zygotes():
+            return [int(p) for p in re.findall(r"default: zygote (\d+) started", server.text())]
+        first = wait_for(lambda: zygotes(), timeout=60, interval=0.1, what="the zygote")[0]
+        os.kill(first, signal.SIGKILL)
+        #  Replaced without waiting for a job to need it.
+        wait_for(lambda: len(zygotes()) > 1, timeout=30, interval=0.1, what="a new zygote")
+        check(zygotes()[-1] != first, "the same zygote reported twice")
+        records = concurrent(server, ORIGIN, 3)
+        for record in records:
+            check(record and record["status"] == "succeeded", f"job failed: {record}")
+            check(record["stdout"] == "tako-init True\n", f"not forked: {record['stdout']!r}")
+    finally:
+        server.close()
+
+
+@test
 def zygotes_can_be_turned_off():
     server = Server(extra_config=WARM, env={"TAKO_ZYGOTE": "off"})
     try:
