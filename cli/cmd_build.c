@@ -33,6 +33,8 @@
 //  the first progress events are not missed); the build goes on anyway.
 #define BUILD_WELCOME_WAIT_MS       1000
 //  Between two looks at the answer while printing events.
+//  After the answer, the build's last progress event is awaited this long.
+#define BUILD_LAST_EVENT_WAIT_MS 1000
 #define BUILD_EVENT_SLICE_MS        100
 #define MS_PER_SECOND               1000
 
@@ -181,8 +183,9 @@ build_local_one (tako_config_t *config, const build_options_t *options,
 //  ---------------------------------------------------------------------
 //  Through the server's builder
 
-//  Print one build event as a progress line.
-static void
+//  Print one build event as a progress line; true for the last one
+//  (done or failed).
+static bool
 event_print (const build_options_t *options, tako_msg_t *event)
 {
     json_t *data = tako_msg_object (event, "data");
@@ -191,6 +194,7 @@ event_print (const build_options_t *options, tako_msg_t *event)
     //  A failure's reason is printed once, with the answer.
     if (!options->quiet && phase && !streq (phase, "failed"))
         fprintf (stderr, "  %s: %s\n", phase, detail? detail: "");
+    return phase && (streq (phase, "done") || streq (phase, "failed"));
 }
 
 //  Wait for the answer with this request_id, printing build events.
@@ -198,17 +202,26 @@ static tako_msg_t *
 answer_wait (tako_peer_t *peer, tako_events_t *events, const build_options_t *options,
              const char *request_id, int64_t deadline)
 {
+    bool building = false;          //  progress seen: a last event will come
+    bool last = false;              //  and it came
     while (!zsys_interrupted && zclock_mono () < deadline) {
         for (tako_msg_t *event; events && (event = tako_events_recv (events, 0)); ) {
-            event_print (options, event);
+            last = event_print (options, event) || last;
+            building = true;
             tako_msg_destroy (&event);
         }
         tako_msg_t *answer = tako_peer_recv (peer, BUILD_EVENT_SLICE_MS);
         if (answer && streq (tako_msg_str (answer, "request_id")? tako_msg_str (answer, "request_id"): "",
                              request_id)) {
-            //  Events published just before the answer come first.
-            for (tako_msg_t *event; events && (event = tako_events_recv (events, 0)); ) {
-                event_print (options, event);
+            //  The last event was published before the answer was sent,
+            //  but it travels through the hub, the answer through the
+            //  broker: the answer may come first. Wait for it a little.
+            int64_t last_by = zclock_mono () + BUILD_LAST_EVENT_WAIT_MS;
+            last = last || (!building && !streq (tako_msg_command (answer), "BUILT"));
+            while (events && !last && zclock_mono () < last_by) {
+                tako_msg_t *event = tako_events_recv (events, (int) (last_by - zclock_mono ()));
+                if (event)
+                    last = event_print (options, event);
                 tako_msg_destroy (&event);
             }
             return answer;
