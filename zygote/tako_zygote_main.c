@@ -34,8 +34,9 @@
 //  In the job's interpreter, before the bootstrap: the job's sys.path as
 //  `python -S -c` with the job's PYTHONPATH would have it ('' first, which
 //  the bootstrap turns into /code), fresh import caches (the zygote saw
-//  none of /env, /shared or /code), and the bootstrap's argv (the preload
-//  names; they are imported already).
+//  none of /env, /shared or /code), the bootstrap's argv (the preload
+//  names; they are imported already), and the mark that makes the
+//  bootstrap end the job without finalizing the interpreter.
 static const char prologue [] =
     "import os, sys, importlib\n"
     "_tako = sys.__dict__.pop('_tako_zygote')\n"
@@ -43,6 +44,7 @@ static const char prologue [] =
     "sys.path_importer_cache.clear()\n"
     "importlib.invalidate_caches()\n"
     "sys.argv[:] = ['-c'] + _tako[1]\n"
+    "sys._tako_forked = True\n"
     "del _tako, importlib\n";
 
 static void

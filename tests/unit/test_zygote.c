@@ -169,3 +169,42 @@ Test (zygote, a_dead_zygote_is_noticed_and_its_sandboxes_live_on)
     tako_sandbox_destroy (&next);
     tako_zygote_destroy (&zygote);
 }
+
+//  A forked job ends without finalizing the interpreter: what a job can
+//  notice of the finalization still happens, in Python's order.
+Test (zygote, a_forked_job_ends_as_python_would)
+{
+    tako_sandbox_spec_t spec;
+    spec_make (&spec, NULL, 0);
+    char *error = NULL;
+    tako_zygote_t *zygote = tako_zygote_new (&spec, &error);
+    cr_assert (zygote, "zygote: %s", error? error: "?");
+    json_t *result = zygote_run (zygote, &spec,
+        "import atexit, sys, threading, time\n"
+        "left = open('/output/left-open.txt', 'w')\n"
+        "left.write('kept')\n"
+        "class Last:\n"
+        "    def __del__(self):\n"
+        "        print('del ran')\n"
+        "last = Last()\n"
+        "atexit.register(lambda: print('atexit ran'))\n"
+        "def late():\n"
+        "    time.sleep(0.2)\n"
+        "    print('thread done')\n"
+        "threading.Thread(target=late).start()\n"
+        "sys.stderr.write('no newline at the end')\n"
+        "print('main done')\n");
+    cr_assert_str_eq (text (result, "status"), "succeeded", "stderr: %s", text (result, "stderr"));
+    cr_assert_str_eq (text (result, "stdout"), "main done\nthread done\natexit ran\ndel ran\n");
+    cr_assert_str_eq (text (result, "stderr"), "no newline at the end");
+    json_t *artifacts = json_object_get (result, "artifacts");
+    cr_assert_eq (json_array_size (artifacts), 1);
+    cr_assert_eq (json_integer_value (json_object_get (json_array_get (artifacts, 0), "size_bytes")), 4);
+    json_decref (result);
+    //  An exit code set by SystemExit inside the job still wins.
+    result = zygote_run (zygote, &spec, "import atexit\natexit.register(print, 'bye')\nraise SystemExit(4)\n");
+    cr_assert_eq (json_integer_value (json_object_get (result, "exit_code")), 4);
+    cr_assert_str_eq (text (result, "stdout"), "bye\n");
+    json_decref (result);
+    tako_zygote_destroy (&zygote);
+}
