@@ -162,12 +162,14 @@ def rss_mb(pid):
 
 
 def in_process_warm_p50():
+    """p50 of a warm run in process, its sandbox prepared the way the
+    REST server's warm pool prepares them (by the job type's zygote)."""
     program = os.path.join(BUILD, "bench", "bench_sandbox")
     if not os.path.exists(program):
         return None
     done = subprocess.run([program, str(N)], capture_output=True, text=True, timeout=600)
     for line in done.stdout.splitlines():
-        if line.startswith("warm sandbox"):
+        if line.startswith("warm zygote sandbox"):
             return float(line.split("p50=")[1].split()[0])
     return None
 
@@ -235,7 +237,7 @@ def main():
         cold.close()
     sandbox = in_process_warm_p50()
     if sandbox is not None:
-        print(f"P4 orchestration: POST /execute warm p50 {p50:.2f} ms - in-process warm sandbox p50 "
+        print(f"P4 orchestration: POST /execute warm p50 {p50:.2f} ms - in-process warm (zygote) sandbox p50 "
               f"{sandbox:.2f} ms = {p50 - sandbox:.2f} ms", flush=True)
     print(f"P5 idle server RSS (threads, no PostgreSQL): {idle:.1f} MB with a warm pool of 4 "
           f"(the pool's interpreters are separate processes), {cold_idle:.1f} MB without", flush=True)

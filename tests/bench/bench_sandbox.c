@@ -3,7 +3,9 @@
     Interleaves N runs of tako_sandbox_execute ("print(1+1)", default
     limits, full isolation: cold), N warm runs (a sandbox prepared before
     the clock starts, as a warm pool holds them: only assign + run are
-    timed), N zygote runs (a sandbox cloned by the job type's zygote, its
+    timed), the same with the sandbox prepared by a zygote (what a warm
+    pool holds when the job type has one), N zygote runs (a sandbox cloned
+    by the job type's zygote, its
     interpreter a fork of one started before: prepare + run timed, what a
     job pays when no prepared sandbox waits, and what a pool pays to
     refill) and N spawns of a bare `/usr/bin/python3 -c 'print(1+1)'` from
@@ -92,13 +94,17 @@ sandbox_ms (void)
     return took;
 }
 
-//  A sandbox prepared ahead, then timed from hand-over to result.
+//  A sandbox prepared ahead (by the zygote when given: as a warm pool
+//  prepares them), then timed from hand-over to result.
+static tako_zygote_t *zygote;
+
 static double
-warm_ms (void)
+warm_ms (tako_zygote_t *from)
 {
     tako_sandbox_spec_t spec;
     spec_fill (&spec);
     spec.slot = BENCH_SLOT + 1;
+    spec.zygote = from;
     tako_sandbox_t *sandbox = tako_sandbox_new (&spec);
     if (!sandbox || tako_sandbox_prepare (sandbox) != 0 || !tako_sandbox_ready (sandbox)) {
         fprintf (stderr, "bench_sandbox: cannot prepare a warm sandbox\n");
@@ -120,8 +126,6 @@ warm_ms (void)
 }
 
 //  A sandbox cloned by the zygote, timed from prepare to result.
-static tako_zygote_t *zygote;
-
 static double
 zygote_ms (void)
 {
@@ -179,6 +183,7 @@ main (int argc, char *argv [])
     double *bare = calloc ((size_t) runs, sizeof (double));
     double *warm = calloc ((size_t) runs, sizeof (double));
     double *forked = calloc ((size_t) runs, sizeof (double));
+    double *warm_forked = calloc ((size_t) runs, sizeof (double));
     tako_sandbox_spec_t spec;
     spec_fill (&spec);
     char *error = NULL;
@@ -187,28 +192,34 @@ main (int argc, char *argv [])
         return 1;
     }
     sandbox_ms ();
-    warm_ms ();
+    warm_ms (NULL);
+    warm_ms (zygote);
     zygote_ms ();
     bare_python_ms ();          //  warm the page cache
     for (int i = 0; i < runs; i++) {
         sandbox [i] = sandbox_ms ();
-        warm [i] = warm_ms ();
+        warm [i] = warm_ms (NULL);
+        warm_forked [i] = warm_ms (zygote);
         forked [i] = zygote_ms ();
         bare [i] = bare_python_ms ();
     }
     double z50 = percentile (forked, runs, 50), z90 = percentile (forked, runs, 90);
+    double f50 = percentile (warm_forked, runs, 50), f90 = percentile (warm_forked, runs, 90);
     double s50 = percentile (sandbox, runs, 50), s90 = percentile (sandbox, runs, 90);
     double w50 = percentile (warm, runs, 50), w90 = percentile (warm, runs, 90);
     double b50 = percentile (bare, runs, 50), b90 = percentile (bare, runs, 90);
     printf ("cold sandbox        n=%d p50=%7.1f ms  p90=%7.1f ms\n", runs, s50, s90);
     printf ("warm sandbox        n=%d p50=%7.1f ms  p90=%7.1f ms\n", runs, w50, w90);
+    printf ("warm zygote sandbox n=%d p50=%7.1f ms  p90=%7.1f ms\n", runs, f50, f90);
     printf ("zygote sandbox      n=%d p50=%7.1f ms  p90=%7.1f ms\n", runs, z50, z90);
     printf ("bare python spawn   n=%d p50=%7.1f ms  p90=%7.1f ms\n", runs, b50, b90);
     printf ("cold/bare p50 %.2fx  p90 %.2fx\n", s50 / b50, s90 / b90);
     printf ("warm/bare p50 %.2fx  p90 %.2fx\n", w50 / b50, w90 / b90);
+    printf ("warm zygote/bare p50 %.2fx  p90 %.2fx\n", f50 / b50, f90 / b90);
     printf ("zygote/bare p50 %.2fx  p90 %.2fx\n", z50 / b50, z90 / b90);
     tako_zygote_destroy (&zygote);
     free (forked);
+    free (warm_forked);
     free (sandbox);
     free (warm);
     free (env);
