@@ -19,6 +19,7 @@
 #include "actors/executor/sandbox_runtime.h"
 #include "actors/executor/sandbox_seccomp.h"
 #include "actors/executor/sandbox_uidmap.h"
+#include "actors/executor/tako_zygote.h"
 
 typedef struct {
     const char *name;
@@ -129,6 +130,41 @@ sandbox_check (tako_config_t *config)
     return ok? 0: 1;
 }
 
+//  Optional: the zygote program, tried for real (a sandbox it clones runs
+//  a job). Without it warm pools still work, starting python per sandbox.
+static void
+zygote_check (void)
+{
+    char *program = tako_zygote_program ();
+    if (!program) {
+        line_print (true, "tako-zygote", "not installed next to tako-vm; optional: warm pools then "
+                                         "start python per sandbox");
+        return;
+    }
+    free (program);
+    tako_sandbox_spec_t spec;
+    tako_sandbox_spec_defaults (&spec);
+    spec.slot = TAKO_SANDBOX_SLOT_MAX - 1000 - getpid () % 1000;
+    spec.code = "print(6 * 7)\n";
+    spec.code_size = strlen (spec.code);
+    char *error = NULL;
+    tako_zygote_t *zygote = tako_zygote_new (&spec, &error);
+    json_t *result = NULL;
+    if (zygote) {
+        spec.zygote = zygote;
+        result = tako_sandbox_execute (&spec, &error);
+        tako_zygote_destroy (&zygote);
+    }
+    const char *out = json_string_value (json_object_get (result, "stdout"));
+    bool ok = out && strcmp (out, "42\n") == 0;
+    line_print (ok, "tako-zygote", ok? "works: warm pools fork their interpreters from one"
+                                    : error? error: "its sandbox did not print 42");
+    if (!ok)
+        printf ("%-8s %-34s %s\n", "", "", "(optional: warm pools then start python per sandbox)");
+    json_decref (result);
+    free (error);
+}
+
 static int
 runtime_check (tako_config_t *config)
 {
@@ -164,8 +200,10 @@ setup_run (tako_cli_t *cli, int argc, char **argv)
     int missing = namespaces_check ();
     missing += cgroup_check ();
     missing += seccomp_check ();
-    if (missing == 0)
+    if (missing == 0) {
         missing += sandbox_check (config);
+        zygote_check ();
+    }
     else
         line_print (false, "python in a sandbox", "skipped: fix the lines above first");
     missing += runtime_check (config);
@@ -179,6 +217,7 @@ const tako_command_t tako_command_setup = {
     "Checks, one line each: the user, pid, net, mount, ipc, uts and cgroup\n"
     "namespaces; cgroup limits (v1 or v2) can be created; the seccomp filter\n"
     "compiles and loads; the configured sandbox_python runs inside a real\n"
-    "sandbox; runsc (gVisor) when the configuration asks for it.\n"
+    "sandbox; tako-zygote (optional) clones a sandbox that runs a job; runsc\n"
+    "(gVisor) when the configuration asks for it.\n"
     "Exit status 0 when everything required is there, 1 otherwise.\n"
 };

@@ -444,4 +444,23 @@ def system_packages_only_when_the_job_type_asks():
     check("/usr/lib/python3/dist-packages" in json.loads(done.stdout)["stdout"], done.stdout)
 
 
+@test
+def setup_checks_everything_including_the_zygote():
+    done = subprocess.run([TAKO, "setup"], capture_output=True, text=True, timeout=120)
+    check(done.returncode == 0, f"exit {done.returncode}: {done.stdout}{done.stderr}")
+    lines = {line.split()[1]: line for line in done.stdout.splitlines() if len(line.split()) > 1}
+    check(lines.get("tako-zygote", "").startswith("ok") and "works" in lines["tako-zygote"],
+          f"zygote line: {lines.get('tako-zygote')!r}")
+    check("everything the sandbox needs is there" in done.stdout, done.stdout)
+
+
+@test
+def zygote_flag_forks_the_interpreter():
+    result = ran("print(open('/proc/self/cmdline', 'rb').read().split(b'\\0')[0].decode())", "--zygote")
+    check(result["stdout"] == "tako-init\n", f"not forked: {result['stdout']!r}")
+    check(result["timing"]["warm"] is False and result["timing"]["startup_ms"] >= 0, result["timing"])
+    plain = ran("print(open('/proc/self/cmdline', 'rb').read().split(b'\\0')[0].decode())")
+    check(plain["stdout"] == "/usr/bin/python3\n", f"not exec'd: {plain['stdout']!r}")
+
+
 run()
