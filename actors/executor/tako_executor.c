@@ -1,11 +1,13 @@
 /*  tako_executor — the executor actor. See tako_executor.h.
 
     One thread owns the broker connection and every job's bookkeeping; each
-    running job has its own thread (a zactor) that builds the sandbox, runs
-    the job and signals DONE on its pipe. The job's struct is handed to that
-    thread at start and handed back by the DONE signal: the two threads
-    never touch it at the same time, except the cancel eventfd, which is
-    made for that.                                                          */
+    job slot has a worker thread of its own (a zactor, started with the
+    executor and kept: a thread, its sockets and its event-hub connection
+    are not made again for every job) that builds the sandbox, runs the job
+    and answers DONE. The job's struct is handed to the worker with JOB
+    and handed back by DONE: the two threads never touch it at the same
+    time, except the cancel eventfd, which is made for that. A sandbox's
+    parent-death signal follows the worker that cloned it.              */
 
 #include <inttypes.h>
 #include <stdatomic.h>
@@ -52,7 +54,8 @@ typedef struct {
     bool cancelled;
     int64_t next_beat;              //  monotonic ms of the next JOB_HEARTBEAT
     tako_config_t *config;          //  borrowed
-    zactor_t *thread;
+    zactor_t *thread;               //  its slot's worker, borrowed
+    bool running;                   //  handed to the worker, no DONE yet
     //  Written by the job thread, read after DONE:
     json_t *result;                 //  NULL when the sandbox failed
     char *failure;                  //  "layer: reason" when it failed
@@ -91,6 +94,7 @@ typedef struct {
     int slots;
     int slot_base;
     bool *slot_used;
+    zactor_t **workers;             //  one per slot
     zhashx_t *jobs;                 //  key → job_t *, running
     zhashx_t *pending;              //  key → pending_t *, unacknowledged
     tako_warmpool_t *warm;          //  NULL when no job type has a warm pool
@@ -178,14 +182,11 @@ job_destroy (job_t **self_p)
     job_t *self = *self_p;
     if (!self)
         return;
-    if (self->thread) {
-        //  The thread may still be running the sandbox: cancel first so
-        //  zactor_destroy does not wait for the whole timeout.
-        uint64_t one = 1;
-        atomic_store (&self->cancel_flag, true);
-        if (write (self->cancel_fd, &one, sizeof one) < 0)
-            tako_warning (LOG, "cannot cancel %s: %s", self->key, strerror (errno));
-        zactor_destroy (&self->thread);
+    if (self->running) {
+        //  A worker that never gave it back (at stop, see workers_stop)
+        //  may still touch it: left as it is.
+        *self_p = NULL;
+        return;
     }
     tako_sandbox_destroy (&self->sandbox);
     tako_zygote_destroy (&self->zygote);
@@ -360,7 +361,6 @@ job_execute (job_t *job)
         job->failure = strdup ("config: unknown job type");
         goto done;
     }
-    job->events = tako_events_new_publisher (job->config->event_publish_endpoint);
     if (job->sandbox && tako_sandbox_assign (job->sandbox, job->timeout_ms, job->cancel_fd) == 0) {
         tako_sandbox_on_output (job->sandbox, job_output, job);
         job->result = tako_sandbox_run (job->sandbox, job->code, job->code_size, job->input_json);
@@ -432,26 +432,38 @@ job_execute (job_t *job)
 done:
     if (!job->result && !job->failure && job->env.error_type)
         job->result = result_from_env_error (job);
-    tako_events_destroy (&job->events);
     job->wall_ended = now_wall_ms ();
     timestamp_format (job->wall_ended, job->ended_at);
 }
 
+//  A slot's worker: runs the jobs it is handed, one at a time, with its
+//  own connection to the event hub for their output.
+//      executor -> worker   "JOB" job        (picture "sp")
+//      worker -> executor   "DONE" job
 static void
-job_thread (zsock_t *pipe, void *args)
+worker_actor (zsock_t *pipe, void *args)
 {
-    job_t *job = (job_t *) args;
+    tako_config_t *config = (tako_config_t *) args;
+    tako_events_t *events = tako_events_new_publisher (config->event_publish_endpoint);
     zsock_signal (pipe, 0);
-    job_execute (job);
-    zstr_send (pipe, "DONE");
-    //  Wait for $TERM: the executor reads the artifacts first.
     while (true) {
-        char *command = zstr_recv (pipe);
-        bool term = !command || streq (command, "$TERM");
-        zstr_free (&command);
-        if (term)
+        char *command = NULL;
+        void *pointer = NULL;
+        if (zsock_recv (pipe, "sp", &command, &pointer) != 0 || !command)
+            break;
+        bool stop = streq (command, "$TERM");
+        if (streq (command, "JOB") && pointer) {
+            job_t *job = (job_t *) pointer;
+            job->events = events;
+            job_execute (job);
+            job->events = NULL;
+            zsock_send (pipe, "sp", "DONE", job);
+        }
+        free (command);
+        if (stop)
             break;
     }
+    tako_events_destroy (&events);
 }
 
 //  --------------------------------------------------------------------------
@@ -746,18 +758,18 @@ handle_dispatch (executor_t *self, tako_msg_t *msg)
         if (due < self->next_warm_tick)
             self->next_warm_tick = due;
     }
-    job->thread = zactor_new (job_thread, job);
-    if (!job->thread) {
+    job->thread = self->workers [slot];
+    if (zsock_send (job->thread, "sp", "JOB", job) != 0) {
         self->slot_used [slot] = false;
-        reply_error (self, msg, 503, "cannot start a job thread");
+        reply_error (self, msg, 503, "cannot hand the job to its worker");
         int warm_slot = job->warm_slot;
         job_destroy (&job);
         if (self->warm && warm_slot >= 0)
             tako_warmpool_release (self->warm, warm_slot);
         return;
     }
+    job->running = true;
     zhashx_insert (self->jobs, job->key, job);
-    zpoller_add (self->poller, job->thread);
     executor_send (self, job_message (job, "ACCEPT"), job->dispatcher);
     job->next_beat = zclock_mono () + job->lease_ms / 3;
     tako_debug (LOG, "job %s started in slot %d%s", job->key, job->slot, job->sandbox? " (warm)": "");
@@ -849,20 +861,24 @@ version_register (executor_t *self, job_t *job)
 
 //  A job thread said DONE: report, free its slot, announce the credit.
 static void
-handle_job_done (executor_t *self, zactor_t *thread)
+handle_job_done (executor_t *self, zactor_t *worker)
 {
-    char *signal = zstr_recv (thread);
-    zstr_free (&signal);
+    char *command = NULL;
+    void *pointer = NULL;
+    if (zsock_recv (worker, "sp", &command, &pointer) != 0 || !command)
+        return;
+    bool done = streq (command, "DONE");
+    free (command);
     job_t *job = NULL;
-    for (job_t *candidate = (job_t *) zhashx_first (self->jobs); candidate;
+    for (job_t *candidate = (job_t *) zhashx_first (self->jobs); done && candidate;
          candidate = (job_t *) zhashx_next (self->jobs))
-        if (candidate->thread == thread) {
+        if (candidate == pointer && candidate->thread == worker) {
             job = candidate;
             break;
         }
     if (!job)
         return;
-    zpoller_remove (self->poller, thread);
+    job->running = false;
     tako_debug (LOG, "job %s done: %s", job->key,
                 job->result? json_string_value (json_object_get (job->result, "status")): job->failure);
     if (job->env.version)
@@ -870,7 +886,7 @@ handle_job_done (executor_t *self, zactor_t *thread)
     job_report (self, job);
     self->slot_used [job->slot - self->slot_base] = false;
     int warm_slot = job->warm_slot;
-    zhashx_delete (self->jobs, job->key);       //  joins the thread
+    zhashx_delete (self->jobs, job->key);
     if (self->warm && warm_slot >= 0)
         tako_warmpool_release (self->warm, warm_slot);
     executor_announce (self);
@@ -937,19 +953,60 @@ executor_wait_ms (executor_t *self)
 //  --------------------------------------------------------------------------
 //  Actor
 
+//  Cancel the running jobs, take them back from their workers (bounded:
+//  a cancelled sandbox is killed at once), stop the workers.
+static void
+workers_stop (executor_t *self)
+{
+    for (job_t *job = self->jobs? (job_t *) zhashx_first (self->jobs): NULL; job;
+         job = (job_t *) zhashx_next (self->jobs))
+        if (job->running) {
+            uint64_t one = 1;
+            atomic_store (&job->cancel_flag, true);
+            if (write (job->cancel_fd, &one, sizeof one) < 0)
+                tako_warning (LOG, "cannot cancel %s: %s", job->key, strerror (errno));
+        }
+    for (job_t *job = self->jobs? (job_t *) zhashx_first (self->jobs): NULL; job;
+         job = (job_t *) zhashx_next (self->jobs))
+        while (job->running) {
+            zsock_set_rcvtimeo (job->thread, TAKO_EXECUTOR_STOP_WAIT_MS);
+            char *command = NULL;
+            void *pointer = NULL;
+            if (zsock_recv (job->thread, "sp", &command, &pointer) != 0 || !command) {
+                //  Never given back: leave it (and its worker) to the exit.
+                tako_error (LOG, "job %s did not end when cancelled", job->key);
+                job->thread = NULL;
+                break;
+            }
+            if (streq (command, "DONE") && pointer == job)
+                job->running = false;
+            free (command);
+        }
+    for (int i = 0; self->workers && i < self->slots; i++) {
+        bool abandoned = false;
+        for (job_t *job = self->jobs? (job_t *) zhashx_first (self->jobs): NULL; job;
+             job = (job_t *) zhashx_next (self->jobs))
+            abandoned |= job->running && job->slot == self->slot_base + i;
+        if (!abandoned)
+            zactor_destroy (&self->workers [i]);
+    }
+}
+
 static void
 executor_destroy (executor_t **self_p)
 {
     executor_t *self = *self_p;
     if (!self)
         return;
-    zhashx_destroy (&self->jobs);       //  cancels and joins running jobs
+    workers_stop (self);                //  cancels and waits for running jobs
+    zhashx_destroy (&self->jobs);
     zhashx_destroy (&self->pending);
     //  After the jobs: the warmer thread is their sandboxes' parent.
     tako_warmpool_destroy (&self->warm);
     zpoller_destroy (&self->poller);
     tako_peer_destroy (&self->peer);
     free (self->slot_used);
+    free (self->workers);
     free (self);
     *self_p = NULL;
 }
@@ -1006,7 +1063,14 @@ executor_new (zsock_t *pipe, tako_executor_args_t *args)
     zhashx_set_destructor (self->pending, (zhashx_destructor_fn *) pending_destroy);
     self->peer_socket = tako_peer_socket (self->peer);
     self->poller = zpoller_new (pipe, self->peer_socket, NULL);
-    if (!self->poller || warm_start (self) != 0)
+    self->workers = calloc ((size_t) self->slots, sizeof (zactor_t *));
+    for (int i = 0; self->poller && self->workers && i < self->slots; i++)
+        if (!(self->workers [i] = zactor_new (worker_actor, self->config))
+        ||  zpoller_add (self->poller, self->workers [i]) != 0) {
+            executor_destroy (&self);
+            return NULL;
+        }
+    if (!self->poller || !self->workers || warm_start (self) != 0)
         executor_destroy (&self);
     return self;
 }

@@ -47,6 +47,8 @@
 #define TAKO_EXECUTOR_OUTPUT_EVENTS_MAX 1000
 //  Most jobs one executor runs at once.
 #define TAKO_EXECUTOR_SLOTS_MAX       256
+//  At stop, how long a cancelled job's worker may take to give it back.
+#define TAKO_EXECUTOR_STOP_WAIT_MS    10000
 
 typedef struct {
     tako_config_t *config;          //  borrowed; outlives the actor

@@ -112,6 +112,15 @@ class Server:
             return self.status().returncode == 0
         try:
             wait_for(answering, timeout=START_DEADLINE, interval=0.2, what="`tako-vm status` to answer")
+            #  The scheduler may answer before the recorder is registered
+            #  with the broker or has its database (a SUBMIT then is
+            #  refused with 503): ask the recorder for a job that does not
+            #  exist until it says so itself (404).
+            def recorder_answering():
+                done = self.command("status", "00000000-0000-0000-0000-000000000000", timeout=30)
+                return "(404)" in done.stderr
+            wait_for(recorder_answering, timeout=START_DEADLINE, interval=0.1,
+                     what="the recorder to answer")
         except AssertionError as error:
             raise AssertionError(f"{error}\n{self.tail()}") from None
 
