@@ -40,7 +40,9 @@
 static const char prologue [] =
     "import os, sys, importlib\n"
     "_tako = sys.__dict__.pop('_tako_zygote')\n"
-    "sys.path[:] = [''] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p] + _tako[0]\n"
+    "if _tako[2]:\n"
+    "    os.environ['PYTHONPATH'] = _tako[2]\n"
+    "sys.path[:] = [''] + [p for p in _tako[2].split(os.pathsep) if p] + _tako[0]\n"
     "sys.path_importer_cache.clear()\n"
     "importlib.invalidate_caches()\n"
     "sys.argv[:] = ['-c'] + _tako[1]\n"
@@ -68,9 +70,16 @@ static void
 run_job (void)
 {
     PyOS_AfterFork_Child ();
-    if (PyRun_SimpleString (prologue) == 0)
-        PyRun_SimpleString (tako_sandbox_bootstrap_source);
-    //  The bootstrap ends with sys.exit: PyRun_SimpleString exits there.
+    if (PyRun_SimpleString (prologue) == 0 && PyRun_SimpleString (tako_sandbox_bootstrap_source) == 0) {
+        //  A forked job's bootstrap returns its exit code in
+        //  sys._tako_exit_code instead of finalizing the interpreter:
+        //  C's exit still flushes C stdio and runs C atexit handlers.
+        PyObject *code = PySys_GetObject ("_tako_exit_code");
+        long value = code? PyLong_AsLong (code): 1;
+        if (value == -1 && PyErr_Occurred ())
+            value = 1;
+        exit ((int) (value & 0xff));
+    }
     _exit (1);
 }
 
@@ -132,13 +141,22 @@ config_string (PyConfig *config, wchar_t **field, const char *value)
 
 //  Python as `python3 -S -c` (or -s with system packages) would start in
 //  the sandbox: the job type's environment, unbuffered, no bytecode.
+//  The job's PYTHONPATH names sandbox paths (/env, /shared) that must not
+//  be searched on the host while the interpreter starts: it is set after.
+static const char *job_pythonpath;
+
 static void
 interpreter_start (tako_sandbox_t *template, const tako_sandbox_spec_t *spec)
 {
     clearenv ();
-    for (char *const *entry = tako_sandbox_envp (template); entry && *entry; entry++)
+    for (char *const *entry = tako_sandbox_envp (template); entry && *entry; entry++) {
+        if (strncmp (*entry, "PYTHONPATH=", 11) == 0) {
+            job_pythonpath = *entry + 11;
+            continue;
+        }
         if (putenv (*entry) != 0)
             refuse ("ERR cannot set the environment%s", NULL);
+    }
     PyConfig config;
     PyConfig_InitPythonConfig (&config);
     config.site_import = spec->system_packages? 1: 0;
@@ -173,16 +191,19 @@ interpreter_prepare (const tako_sandbox_spec_t *spec)
     if (!preload || PySys_SetObject ("_tako_preload", preload) != 0)
         refuse ("ERR out of memory%s", NULL);
     Py_DECREF (preload);
+    PyObject *pythonpath = PyUnicode_DecodeFSDefault (job_pythonpath? job_pythonpath: "");
+    if (!pythonpath || PySys_SetObject ("_tako_pythonpath", pythonpath) != 0)
+        refuse ("ERR out of memory%s", NULL);
+    Py_DECREF (pythonpath);
     static const char setup [] =
         "import os, sys, gc\n"
         "def _tako_setup():\n"
-        "    extra = [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]\n"
-        "    sys.path[:] = [p for p in sys.path if p not in extra and p != '']\n"
+        "    sys.path[:] = [p for p in sys.path if p != '']\n"
         "    sys.path_importer_cache.clear()\n"
         "    for name in sys._tako_preload:\n"
         "        __import__(name)\n"
-        "    sys._tako_zygote = (list(sys.path), list(sys._tako_preload))\n"
-        "    del sys._tako_preload\n"
+        "    sys._tako_zygote = (list(sys.path), list(sys._tako_preload), sys._tako_pythonpath)\n"
+        "    del sys._tako_preload, sys._tako_pythonpath\n"
         "    gc.collect()\n"
         "    gc.freeze()\n"
         "try:\n"

@@ -308,7 +308,12 @@ tako_sandbox_reaper_main (const tako_sandbox_init_plan_t *plan)
     if (null_fd < 0)
         fail (report_fd, TAKO_LAYER_MOUNTS, -1);
 
-    pid_t interpreter = (pid_t) syscall (SYS_clone, (unsigned long) SIGCHLD, NULL, NULL, NULL, 0);
+    //  The interpreter that continues in this process (a zygote's clone,
+    //  one thread) is made with glibc's fork: its thread id, robust list
+    //  and the libraries' fork handlers are then the child's, as Python
+    //  expects. The host's raw clone of a multi-threaded process must not.
+    pid_t interpreter = plan->run_in_process? fork ()
+                      : (pid_t) syscall (SYS_clone, (unsigned long) SIGCHLD, NULL, NULL, NULL, 0);
     if (interpreter < 0)
         fail (report_fd, TAKO_LAYER_INTERPRETER, 0);
     if (interpreter == 0)

@@ -953,8 +953,9 @@ executor_wait_ms (executor_t *self)
 //  --------------------------------------------------------------------------
 //  Actor
 
-//  Cancel the running jobs, take them back from their workers (bounded:
-//  a cancelled sandbox is killed at once), stop the workers.
+//  Cancel the running jobs, take them back from their workers (within
+//  TAKO_EXECUTOR_STOP_WAIT_MS in all: a cancelled sandbox is killed at
+//  once), stop the workers.
 static void
 workers_stop (executor_t *self)
 {
@@ -966,10 +967,12 @@ workers_stop (executor_t *self)
             if (write (job->cancel_fd, &one, sizeof one) < 0)
                 tako_warning (LOG, "cannot cancel %s: %s", job->key, strerror (errno));
         }
+    int64_t deadline = zclock_mono () + TAKO_EXECUTOR_STOP_WAIT_MS;
     for (job_t *job = self->jobs? (job_t *) zhashx_first (self->jobs): NULL; job;
          job = (job_t *) zhashx_next (self->jobs))
         while (job->running) {
-            zsock_set_rcvtimeo (job->thread, TAKO_EXECUTOR_STOP_WAIT_MS);
+            int64_t left = deadline - zclock_mono ();
+            zsock_set_rcvtimeo (job->thread, left > 0? (int) left: 0);
             char *command = NULL;
             void *pointer = NULL;
             if (zsock_recv (job->thread, "sp", &command, &pointer) != 0 || !command) {

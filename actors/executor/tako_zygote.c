@@ -1,6 +1,7 @@
 /*  tako_zygote — the executor's side of a zygote. See the header.  */
 
 #include <assert.h>
+#include <stdatomic.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -26,7 +27,7 @@
 #define ANSWER_MAX  1024
 
 struct _tako_zygote_t {
-    pid_t pid;
+    _Atomic pid_t pid;          //  -1 once it is gone
     int socket;                 //  our end; -1 once the zygote is gone
     char *spec_text;            //  the encoded spec, to compare
     pthread_mutex_t lock;       //  one request at a time on the socket;
@@ -259,11 +260,11 @@ zygote_kill (tako_zygote_t *self)
     if (self->socket >= 0)
         close (self->socket);
     self->socket = -1;
-    if (self->pid > 0) {
-        kill (self->pid, SIGKILL);
-        while (waitpid (self->pid, NULL, 0) < 0 && errno == EINTR)
+    pid_t pid = atomic_exchange (&self->pid, -1);
+    if (pid > 0) {
+        kill (pid, SIGKILL);
+        while (waitpid (pid, NULL, 0) < 0 && errno == EINTR)
             ;
-        self->pid = -1;
     }
 }
 
@@ -274,12 +275,18 @@ static int
 program_copy (const char *program)
 {
     int source = open (program, O_RDONLY | O_CLOEXEC);
-    int copy = source >= 0? memfd_create (TAKO_ZYGOTE_PROGRAM, MFD_CLOEXEC): -1;
+    int copy = source >= 0? memfd_create (TAKO_ZYGOTE_PROGRAM, MFD_CLOEXEC | MFD_ALLOW_SEALING): -1;
     char buffer [65536];
     ssize_t got = 0;
     while (copy >= 0 && (got = read (source, buffer, sizeof (buffer))) > 0)
         if (write (copy, buffer, (size_t) got) != got)
             got = -1;
+    //  It is every forked job's /proc/self/exe: read-only and sealed, so
+    //  nobody can change it whatever the kernel's rules for running files.
+    if (copy >= 0 && got == 0
+    &&  (fchmod (copy, 0500) != 0
+    ||   fcntl (copy, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) != 0))
+        got = -1;
     int saved = errno;
     if (source >= 0)
         close (source);
@@ -302,7 +309,12 @@ zygote_spawn_process (tako_zygote_t *self, const char *program, int theirs)
     posix_spawn_file_actions_t actions;
     if (posix_spawn_file_actions_init (&actions) != 0)
         return -1;
+    //  No stdio of the executor's: a closed fd would leave the zygote's
+    //  (and so every job's) sys.stdout None, and anything a preload prints
+    //  would land in the executor's output.
     posix_spawn_file_actions_addopen (&actions, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen (&actions, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen (&actions, 2, "/dev/null", O_WRONLY, 0);
     posix_spawn_file_actions_adddup2 (&actions, theirs, 3);
     posix_spawnattr_t attributes;
     posix_spawnattr_init (&attributes);
@@ -315,7 +327,9 @@ zygote_spawn_process (tako_zygote_t *self, const char *program, int theirs)
     snprintf (parent, sizeof (parent), "%d", (int) getpid ());
     char *argv [] = { (char *) TAKO_ZYGOTE_PROGRAM, parent, NULL };
     char *envp [] = { "PATH=/usr/bin:/bin", "LANG=C.UTF-8", NULL };
-    int rc = posix_spawn (&self->pid, path, &actions, &attributes, argv, envp);
+    pid_t pid = -1;
+    int rc = posix_spawn (&pid, path, &actions, &attributes, argv, envp);
+    self->pid = rc == 0? pid: -1;
     close (copy);
     posix_spawn_file_actions_destroy (&actions);
     posix_spawnattr_destroy (&attributes);
@@ -408,6 +422,25 @@ tako_zygote_share (tako_zygote_t *self)
     return self;
 }
 
+//  The parent of pid (from /proc), or -1.
+static pid_t
+parent_of (pid_t pid)
+{
+    char path [64], text [512];
+    snprintf (path, sizeof (path), "/proc/%d/stat", (int) pid);
+    int fd = open (path, O_RDONLY | O_CLOEXEC);
+    ssize_t size = fd >= 0? read (fd, text, sizeof (text) - 1): -1;
+    if (fd >= 0)
+        close (fd);
+    if (size <= 0)
+        return -1;
+    text [size] = '\0';
+    const char *end = strrchr (text, ')');     //  comm may hold anything
+    char state;
+    int parent;
+    return end && sscanf (end + 1, " %c %d", &state, &parent) == 2? (pid_t) parent: -1;
+}
+
 static pid_t
 spawn_locked (tako_zygote_t *self, const int *fds, size_t fd_count)
 {
@@ -439,6 +472,13 @@ spawn_locked (tako_zygote_t *self, const int *fds, size_t fd_count)
         errno = pid < 0? -pid: EIO;
         return -1;
     }
+    //  What we do next to that pid we do as root (uid map, cgroup, kill):
+    //  it must be the child the zygote was asked for, ours.
+    if (parent_of ((pid_t) pid) != getpid ()) {
+        zygote_kill (self);
+        errno = ECHILD;
+        return -1;
+    }
     return (pid_t) pid;
 }
 
@@ -461,7 +501,11 @@ tako_zygote_spawn (tako_zygote_t *self, const int *fds, size_t fd_count)
 bool
 tako_zygote_alive (tako_zygote_t *self)
 {
-    pthread_mutex_lock (&self->lock);
+    //  Busy with a request: alive as far as anybody knows (the request
+    //  finds out otherwise); never wait for it here (the executor's own
+    //  thread asks).
+    if (pthread_mutex_trylock (&self->lock) != 0)
+        return atomic_load (&self->pid) > 0;
     //  A zygote that died closed its end: the socket hangs up.
     struct pollfd hangup = { self->socket, 0, 0 };
     if (self->socket >= 0 && poll (&hangup, 1, 0) == 1 && (hangup.revents & (POLLHUP | POLLERR)))
@@ -490,7 +534,7 @@ int64_t
 tako_zygote_memory (tako_zygote_t *self)
 {
     char path [64];
-    snprintf (path, sizeof (path), "/proc/%d/statm", (int) self->pid);
+    snprintf (path, sizeof (path), "/proc/%d/statm", (int) atomic_load (&self->pid));
     FILE *file = fopen (path, "re");
     long long pages = 0, resident = 0;
     int fields = file? fscanf (file, "%lld %lld", &pages, &resident): 0;

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include "actors/executor/tako_sandbox.h"
@@ -205,6 +206,110 @@ Test (zygote, a_forked_job_ends_as_python_would)
     result = zygote_run (zygote, &spec, "import atexit\natexit.register(print, 'bye')\nraise SystemExit(4)\n");
     cr_assert_eq (json_integer_value (json_object_get (result, "exit_code")), 4);
     cr_assert_str_eq (text (result, "stdout"), "bye\n");
+    json_decref (result);
+    tako_zygote_destroy (&zygote);
+}
+
+//  Review findings, each an attack or a loss that must not happen.
+Test (zygote, the_job_pythonpath_is_not_searched_on_the_host)
+{
+    //  A host directory named by the job type's PYTHONPATH, holding a
+    //  module that would leave a mark if the zygote imported it on the host.
+    char dir [] = "/tmp/tako-zygote-path-XXXXXX";
+    cr_assert (mkdtemp (dir));
+    cr_assert_eq (chmod (dir, 0777), 0);
+    char path [512], marker [512];
+    snprintf (path, sizeof (path), "%s/json", dir);
+    cr_assert_eq (mkdir (path, 0755), 0);
+    snprintf (marker, sizeof (marker), "%s/imported-on-the-host", dir);
+    snprintf (path, sizeof (path), "%s/json/__init__.py", dir);
+    FILE *module = fopen (path, "w");
+    cr_assert (module);
+    fprintf (module, "open('%s', 'w').write('x')\n", marker);
+    fclose (module);
+    const char *preload [] = { "json" };
+    tako_sandbox_spec_t spec;
+    spec_make (&spec, preload, 1);
+    tako_sandbox_env_t env [] = { { "PYTHONPATH", dir } };
+    spec.env = env;
+    spec.env_count = 1;
+    char *error = NULL;
+    tako_zygote_t *zygote = tako_zygote_new (&spec, &error);
+    cr_assert (zygote, "zygote: %s", error? error: "?");
+    cr_assert_neq (access (marker, F_OK), 0, "the zygote imported a module from the job's PYTHONPATH");
+    json_t *result = zygote_run (zygote, &spec,
+        "import json, os, sys\nprint(json.__file__, os.environ['PYTHONPATH'] == sys.path[1])\n");
+    cr_assert_str_eq (text (result, "stdout"), "/usr/lib/python3.11/json/__init__.py True\n",
+                      "stderr: %s", text (result, "stderr"));
+    json_decref (result);
+    tako_zygote_destroy (&zygote);
+    unlink (path);
+    snprintf (path, sizeof (path), "%s/json", dir);
+    rmdir (path);
+    rmdir (dir);
+}
+
+Test (zygote, its_program_cannot_be_written_by_a_job)
+{
+    tako_sandbox_spec_t spec;
+    spec_make (&spec, NULL, 0);
+    char *error = NULL;
+    tako_zygote_t *zygote = tako_zygote_new (&spec, &error);
+    cr_assert (zygote, "zygote: %s", error? error: "?");
+    json_t *result = zygote_run (zygote, &spec,
+        "import os\n"
+        "try:\n"
+        "    fd = os.open('/proc/self/exe', os.O_WRONLY)\n"
+        "    os.write(fd, b'x')\n"
+        "    print('written')\n"
+        "except OSError as error:\n"
+        "    print('refused', error.errno)\n");
+    cr_assert (strncmp (text (result, "stdout"), "refused", 7) == 0, "%s", text (result, "stdout"));
+    json_decref (result);
+    tako_zygote_destroy (&zygote);
+}
+
+Test (zygote, jobs_keep_their_output_when_the_executor_has_no_stdout)
+{
+    int saved = dup (1);
+    cr_assert (saved >= 0);
+    close (1);
+    tako_sandbox_spec_t spec;
+    spec_make (&spec, NULL, 0);
+    char *error = NULL;
+    tako_zygote_t *zygote = tako_zygote_new (&spec, &error);
+    cr_assert (zygote, "zygote: %s", error? error: "?");
+    json_t *result = zygote_run (zygote, &spec, "import sys\nprint('out')\nprint('err', file=sys.stderr)\n");
+    tako_zygote_destroy (&zygote);
+    //  fd 1 may have been reused by the zygote's socket: back only now.
+    cr_assert_eq (dup2 (saved, 1), 1);
+    close (saved);
+    cr_assert_str_eq (text (result, "stdout"), "out\n");
+    cr_assert_str_eq (text (result, "stderr"), "err\n");
+    json_decref (result);
+}
+
+Test (zygote, nothing_written_is_lost_when_a_forked_job_ends)
+{
+    tako_sandbox_spec_t spec;
+    spec_make (&spec, NULL, 0);
+    char *error = NULL;
+    tako_zygote_t *zygote = tako_zygote_new (&spec, &error);
+    cr_assert (zygote, "zygote: %s", error? error: "?");
+    //  A file open in a frame the failure's traceback holds, and C stdio.
+    json_t *result = zygote_run (zygote, &spec,
+        "import ctypes\n"
+        "ctypes.CDLL(None).printf(b'from C\\n')\n"
+        "def work():\n"
+        "    f = open('/output/partial.txt', 'w')\n"
+        "    f.write('data')\n"
+        "    raise ValueError('stop')\n"
+        "work()\n");
+    cr_assert_str_eq (text (result, "status"), "failed");
+    cr_assert_str_eq (text (result, "stdout"), "from C\n");
+    json_t *artifacts = json_object_get (result, "artifacts");
+    cr_assert_eq (json_array_size (artifacts), 1, "artifacts: %zu", json_array_size (artifacts));
+    cr_assert_eq (json_integer_value (json_object_get (json_array_get (artifacts, 0), "size_bytes")), 4);
     json_decref (result);
     tako_zygote_destroy (&zygote);
 }
