@@ -4,7 +4,9 @@
 A real `tako-vm server` with self-made wheels (offline): POST
 /job-types/{name}/build, env_ready, a job importing the built package,
 per-request requirements (dep_install_ms), dependency_error, shared_code
-importable and read-only, warm sandboxes of a type with requirements,
+importable and read-only, warm sandboxes of a type with requirements
+(forked from its zygote, or exec'd when a preload lives only in the
+environment),
 production_mode refusing to build, and a rerun keeping its original's
 job_ref after the job type changed."""
 import http.client
@@ -99,6 +101,7 @@ def server():
             "data": ["requirements: [pkg==1.0]"],
             "tools": [f"shared_code: [{base}/mylib, {base}/helpers.py]"],
             "warmdata": ["requirements: [pkg==2.0]", "warm_pool: 1"],
+            "warmpre": ["requirements: [pkg==1.0]", "warm_pool: 1", "preload: [pkg]"],
             "gpu": ["gpu: {enabled: true, vendor: nvidia, count: 1, device_ids: [\"0\"]}"],
         })
     return SERVER
@@ -233,6 +236,27 @@ def a_warm_sandbox_has_its_types_environment():
     record = full_result(srv, "import extra\nprint(extra.VALUE)", job_type="warmdata",
                          requirements=["extra==1.0"])
     check(record["status"] == "succeeded" and record["timing"].get("warm") is False, record)
+    # Its interpreter is forked from the type's zygote, which found its
+    # package under /env through the job's own PYTHONPATH.
+    record = full_result(srv, "print(open('/proc/self/cmdline', 'rb').read().split(b'\\0')[0])",
+                         job_type="warmdata")
+    check(record["stdout"] == "b'tako-init'\n", record["stdout"])
+
+
+@test
+def a_preload_only_the_environment_has_leaves_the_type_without_zygote():
+    # The zygote starts on the host, where the environment is not: it
+    # cannot import pkg, so the type's warm sandboxes start their own
+    # interpreter, which preloads pkg from /env.
+    srv = server()
+    wait_for(lambda: "warmpool: warmpre: 1 sandboxes ready" in srv.text(), timeout=240,
+             interval=0.2, what="the warmpre pool to fill")
+    check("warmpre: sandboxes start their own interpreter (no zygote: a preload module did not import"
+          in srv.text(), "the zygote's refusal was not logged")
+    record = full_result(srv, "import sys\nprint('pkg' in sys.modules, sys.modules['pkg'].VALUE)",
+                         job_type="warmpre")
+    check(record["status"] == "succeeded" and record["stdout"] == "True pkg-1.0\n", record)
+    check(record["timing"].get("warm") is True, f"not warm: {record['timing']}")
 
 
 @test
