@@ -24,6 +24,16 @@ spec_make (tako_sandbox_spec_t *spec, const char *const *preload, size_t preload
     spec->preload_count = preload_count;
 }
 
+//  A zygote for spec, started (or the test fails).
+static tako_zygote_t *
+zygote_started (const tako_sandbox_spec_t *spec)
+{
+    char *error = NULL;
+    tako_zygote_t *zygote = tako_zygote_new (spec, &error);
+    cr_assert (zygote, "zygote: %s", error? error: "?");
+    return zygote;
+}
+
 //  Run code in a sandbox cloned by zygote; the result (caller decrefs).
 static json_t *
 zygote_run (tako_zygote_t *zygote, tako_sandbox_spec_t *spec, const char *code)
@@ -52,9 +62,7 @@ Test (zygote, a_job_runs_in_a_cloned_sandbox)
     const char *preload [] = { "json" };
     tako_sandbox_spec_t spec;
     spec_make (&spec, preload, 1);
-    char *error = NULL;
-    tako_zygote_t *zygote = tako_zygote_new (&spec, &error);
-    cr_assert (zygote, "zygote: %s", error? error: "?");
+    tako_zygote_t *zygote = zygote_started (&spec);
     cr_assert (tako_zygote_alive (zygote));
     cr_assert (tako_zygote_matches (zygote, &spec));
     cr_assert_gt (tako_zygote_memory (zygote), 0);
@@ -76,9 +84,7 @@ Test (zygote, errors_and_exit_codes_are_those_of_python)
 {
     tako_sandbox_spec_t spec;
     spec_make (&spec, NULL, 0);
-    char *error = NULL;
-    tako_zygote_t *zygote = tako_zygote_new (&spec, &error);
-    cr_assert (zygote, "zygote: %s", error? error: "?");
+    tako_zygote_t *zygote = zygote_started (&spec);
     json_t *result = zygote_run (zygote, &spec, "import sys\nprint('x')\nsys.exit(3)\n");
     cr_assert_str_eq (text (result, "status"), "failed");
     cr_assert_eq (json_integer_value (json_object_get (result, "exit_code")), 3);
@@ -102,9 +108,7 @@ Test (zygote, a_job_holds_nothing_of_the_zygote)
     tako_sandbox_env_t env [] = { { "PYTHONPATH", "/env:/shared" }, { "MY_SETTING", "on" } };
     spec.env = env;
     spec.env_count = 2;
-    char *error = NULL;
-    tako_zygote_t *zygote = tako_zygote_new (&spec, &error);
-    cr_assert (zygote, "zygote: %s", error? error: "?");
+    tako_zygote_t *zygote = zygote_started (&spec);
     json_t *result = zygote_run (zygote, &spec,
         "import os, sys\n"
         "fds = sorted(int(fd) for fd in os.listdir('/proc/self/fd'))\n"
@@ -148,9 +152,7 @@ Test (zygote, a_dead_zygote_is_noticed_and_its_sandboxes_live_on)
 {
     tako_sandbox_spec_t spec;
     spec_make (&spec, NULL, 0);
-    char *error = NULL;
-    tako_zygote_t *zygote = tako_zygote_new (&spec, &error);
-    cr_assert (zygote, "zygote: %s", error? error: "?");
+    tako_zygote_t *zygote = zygote_started (&spec);
     //  A sandbox cloned before the zygote dies still runs its job.
     spec.zygote = zygote;
     tako_sandbox_t *sandbox = tako_sandbox_new (&spec);
@@ -177,9 +179,7 @@ Test (zygote, a_forked_job_ends_as_python_would)
 {
     tako_sandbox_spec_t spec;
     spec_make (&spec, NULL, 0);
-    char *error = NULL;
-    tako_zygote_t *zygote = tako_zygote_new (&spec, &error);
-    cr_assert (zygote, "zygote: %s", error? error: "?");
+    tako_zygote_t *zygote = zygote_started (&spec);
     json_t *result = zygote_run (zygote, &spec,
         "import atexit, sys, threading, time\n"
         "left = open('/output/left-open.txt', 'w')\n"
@@ -233,9 +233,7 @@ Test (zygote, the_job_pythonpath_is_not_searched_on_the_host)
     tako_sandbox_env_t env [] = { { "PYTHONPATH", dir } };
     spec.env = env;
     spec.env_count = 1;
-    char *error = NULL;
-    tako_zygote_t *zygote = tako_zygote_new (&spec, &error);
-    cr_assert (zygote, "zygote: %s", error? error: "?");
+    tako_zygote_t *zygote = zygote_started (&spec);
     cr_assert_neq (access (marker, F_OK), 0, "the zygote imported a module from the job's PYTHONPATH");
     json_t *result = zygote_run (zygote, &spec,
         "import json, os, sys\nprint(json.__file__, os.environ['PYTHONPATH'] == sys.path[1])\n");
@@ -253,9 +251,7 @@ Test (zygote, its_program_cannot_be_written_by_a_job)
 {
     tako_sandbox_spec_t spec;
     spec_make (&spec, NULL, 0);
-    char *error = NULL;
-    tako_zygote_t *zygote = tako_zygote_new (&spec, &error);
-    cr_assert (zygote, "zygote: %s", error? error: "?");
+    tako_zygote_t *zygote = zygote_started (&spec);
     json_t *result = zygote_run (zygote, &spec,
         "import os\n"
         "try:\n"
@@ -276,9 +272,7 @@ Test (zygote, jobs_keep_their_output_when_the_executor_has_no_stdout)
     close (1);
     tako_sandbox_spec_t spec;
     spec_make (&spec, NULL, 0);
-    char *error = NULL;
-    tako_zygote_t *zygote = tako_zygote_new (&spec, &error);
-    cr_assert (zygote, "zygote: %s", error? error: "?");
+    tako_zygote_t *zygote = zygote_started (&spec);
     json_t *result = zygote_run (zygote, &spec, "import sys\nprint('out')\nprint('err', file=sys.stderr)\n");
     tako_zygote_destroy (&zygote);
     //  fd 1 may have been reused by the zygote's socket: back only now.
@@ -293,9 +287,7 @@ Test (zygote, nothing_written_is_lost_when_a_forked_job_ends)
 {
     tako_sandbox_spec_t spec;
     spec_make (&spec, NULL, 0);
-    char *error = NULL;
-    tako_zygote_t *zygote = tako_zygote_new (&spec, &error);
-    cr_assert (zygote, "zygote: %s", error? error: "?");
+    tako_zygote_t *zygote = zygote_started (&spec);
     //  A file open in a frame the failure's traceback holds, and C stdio.
     json_t *result = zygote_run (zygote, &spec,
         "import ctypes\n"
