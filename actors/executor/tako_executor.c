@@ -339,10 +339,7 @@ static void
 job_zygote_spec (job_t *job, const tako_config_job_type_t *job_type, tako_sandbox_spec_t *spec)
 {
     tako_sandbox_spec_t forked = *spec;
-    forked.timeout_ms = (int64_t) job->config->max_timeout * 1000;
-    forked.startup_timeout_ms = (int64_t) job_type->startup_timeout * 1000;
-    forked.preload = (const char *const *) job_type->preload.items;
-    forked.preload_count = job_type->preload.count;
+    tako_warmpool_spec_warm (job->config, job_type, &forked);
     if (forked.timeout_ms >= job->timeout_ms && tako_zygote_matches (job->zygote, &forked)) {
         forked.startup_timeout_ms = spec->startup_timeout_ms;
         forked.zygote = job->zygote;

@@ -135,11 +135,7 @@ warm_spec (tako_warmpool_t *self, const char *job_type_name, tako_jobenv_t *job_
                       job_env->reason? job_env->reason: "out of memory");
         return -1;
     }
-    //  The job's own timeout is assigned at hand-over; the CPU-time limit
-    //  set now must allow the longest one.
-    spec->timeout_ms = (int64_t) config->max_timeout * 1000;
-    spec->preload = (const char *const *) job_type->preload.items;
-    spec->preload_count = job_type->preload.count;
+    tako_warmpool_spec_warm (config, job_type, spec);
     return 0;
 }
 
@@ -459,6 +455,16 @@ tako_warmpool_take (tako_warmpool_t *self, const char *job_type, int *slot)
         return sandbox;
     }
     return NULL;
+}
+
+void
+tako_warmpool_spec_warm (tako_config_t *config, const tako_config_job_type_t *job_type,
+                         tako_sandbox_spec_t *spec)
+{
+    spec->timeout_ms = (int64_t) config->max_timeout * 1000;
+    spec->startup_timeout_ms = (int64_t) job_type->startup_timeout * 1000;
+    spec->preload = (const char *const *) job_type->preload.items;
+    spec->preload_count = job_type->preload.count;
 }
 
 tako_zygote_t *

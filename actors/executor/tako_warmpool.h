@@ -78,6 +78,14 @@ void tako_warmpool_tick (tako_warmpool_t *self);
 //  NULL when none is waiting.
 tako_sandbox_t *tako_warmpool_take (tako_warmpool_t *self, const char *job_type, int *slot);
 
+//  Make spec (built for job_type from config) a warm sandbox's: the
+//  longest timeout (the job's own is set at hand-over; the CPU-time limit
+//  set at prepare must allow it), the type's start-up timeout and its
+//  preload. A zygote is made from such a spec, so a sandbox it clones for
+//  a job must be asked for with one too.
+void tako_warmpool_spec_warm (tako_config_t *config, const tako_config_job_type_t *job_type,
+                              tako_sandbox_spec_t *spec);
+
 //  A reference to job_type's zygote (tako_zygote.h; the caller destroys
 //  it), or NULL when it has none: a job that finds no sandbox ready can
 //  still have its interpreter forked rather than started.
