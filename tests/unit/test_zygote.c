@@ -42,7 +42,12 @@ zygote_run (tako_zygote_t *zygote, tako_sandbox_spec_t *spec, const char *code)
     tako_sandbox_t *sandbox = tako_sandbox_new (spec);
     cr_assert (sandbox);
     cr_assert_eq (tako_sandbox_prepare (sandbox), 0, "prepare: %s", tako_sandbox_error (sandbox));
-    cr_assert (tako_sandbox_ready (sandbox));
+    if (!tako_sandbox_ready (sandbox)) {
+        //  Say why: the result of a sandbox whose start ended.
+        json_t *ended = tako_sandbox_run (sandbox, "", 0, "{}");
+        char *text = ended? json_dumps (ended, JSON_COMPACT): NULL;
+        cr_assert (false, "not ready: %s", text? text: "(no result)");
+    }
     cr_assert_eq (tako_sandbox_assign (sandbox, 10000, -1), 0);
     json_t *result = tako_sandbox_run (sandbox, code, strlen (code), "{\"n\": 7}");
     cr_assert (result, "run: %s", tako_sandbox_error (sandbox));
