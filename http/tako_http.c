@@ -294,21 +294,35 @@ waiting_remove (http_t *self, http_conn_t *conn)
 
 static void wait_poll (http_conn_t *conn);
 
+//  End a plain wait: its step gets answer (borrowed; NULL when the wait
+//  ran out). A poll still on its way is no longer wanted.
+static void
+wait_end (http_conn_t *conn, tako_msg_t *answer)
+{
+    http_t *self = conn->server;
+    waiting_remove (self, conn);
+    if (conn->request_id [0]) {
+        zhashx_delete (self->pending, conn->request_id);
+        conn->request_id [0] = 0;
+        conn->deadline = 0;
+        conn->step = NULL;
+    }
+    conn->wait_until = 0;
+    http_step_fn *step = conn->wait_step;
+    conn->wait_step = NULL;
+    step (conn, answer);
+}
+
 static void
 wait_polled (http_conn_t *conn, tako_msg_t *answer)
 {
-    http_t *self = conn->server;
     int64_t now = zclock_mono ();
     json_t *record = answer? tako_msg_object (answer, "result"): NULL;
     const char *status = json_string_value (json_object_get (record, "status"));
     bool ended = http_answer_code (answer) == 200 && status_terminal (status);
     bool gone = http_answer_code (answer) == 404;
     if (ended || gone || now >= conn->wait_until) {
-        waiting_remove (self, conn);
-        conn->wait_until = 0;
-        http_step_fn *step = conn->wait_step;
-        conn->wait_step = NULL;
-        step (conn, ended || gone? answer: NULL);
+        wait_end (conn, ended || gone? answer: NULL);
         return;
     }
     //  An event that came while this answer was on its way means the
@@ -430,7 +444,24 @@ http_sse_start (http_conn_t *conn)
     http_query (conn, "recorder", "job.get", params, sse_result);
 }
 
-//  An event from the hub: streams get it, waits ask again at once.
+//  The answer job.get would give, from a finished event's record (NULL
+//  when the event has none).
+static tako_msg_t *
+event_answer (tako_msg_t *event)
+{
+    json_t *record = tako_msg_object (event, "record");
+    const char *status = json_string_value (json_object_get (record, "status"));
+    if (!status_terminal (status))
+        return NULL;
+    tako_msg_t *answer = tako_msg_new ("REPLY");
+    if (answer && (tako_msg_set_int (answer, "code", 200)
+               ||  tako_msg_set_object (answer, "result", record)))
+        tako_msg_destroy (&answer);
+    return answer;
+}
+
+//  An event from the hub: streams get it; waits end with the record the
+//  event carries, or ask again at once.
 static void
 event_handle (http_t *self, tako_msg_t *event)
 {
@@ -441,6 +472,9 @@ event_handle (http_t *self, tako_msg_t *event)
     const char *status = tako_msg_str (event, "status");
     int64_t seq = tako_msg_int (event, "seq", 0);
     int64_t now = zclock_mono ();
+    tako_msg_t *answer = NULL;
+    http_conn_t *ended [64];
+    size_t ended_count = 0;
     for (http_conn_t *conn = (http_conn_t *) zlistx_first (self->waiting); conn;
          conn = (http_conn_t *) zlistx_next (self->waiting)) {
         if (!streq (conn->job_id, job_id))
@@ -450,6 +484,11 @@ event_handle (http_t *self, tako_msg_t *event)
             //  only make the recorder answer job.get for nothing.
             if (!status_terminal (status) || (kind && streq (kind, "output")))
                 continue;
+            if (!answer)
+                answer = event_answer (event);
+            if (answer && !conn->full_view && ended_count < 64)
+                ended [ended_count++] = conn;
+            else
             if (conn->request_id [0])
                 conn->event_seen = true;
             else
@@ -482,6 +521,9 @@ event_handle (http_t *self, tako_msg_t *event)
             http_query (conn, "recorder", "job.get", params, sse_result);
         }
     }
+    for (size_t i = 0; i < ended_count; i++)
+        wait_end (ended [i], answer);
+    tako_msg_destroy (&answer);
 }
 
 //  Timers of waiting connections: polls due, waits run out, heartbeats.

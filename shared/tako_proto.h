@@ -235,7 +235,8 @@ typedef enum {
     F (kind,            STR,     REQUIRED, "queued, started, retrying, finished, cancelled, dead_lettered...") \
     F (attempt,         INT,     OPTIONAL, "the attempt concerned") \
     F (at,              STR,     OPTIONAL, "ISO-8601 UTC time of the transition") \
-    F (data,            OBJECT,  OPTIONAL, "kind-specific details")
+    F (data,            OBJECT,  OPTIONAL, "kind-specific details") \
+    F (record,          OBJECT,  OPTIONAL, "finished: the job record as committed (job.get), when small")
 
 #define TAKO_PROTO_FIELDS_QUERY(F) \
     F (request_id,      STR,     REQUIRED, "echoed in the REPLY") \

@@ -264,7 +264,8 @@ finish_artifacts_missing (recorder_t *self, const char *job_id, int64_t attempt,
         //  Terminal: a finish cannot apply, so asking without the bytes
         //  only learns whether it is a duplicate or stale.
         tako_store_outcome_t outcome;
-        if (tako_store_job_finish (self->store, job_id, (int) attempt, result, NULL, 0, &outcome))
+        if (tako_store_job_finish (self->store, job_id, (int) attempt, result, NULL, 0, &outcome,
+                                   NULL))
             reply_store_failed (self, reply);
         else
             reply_outcome (reply, outcome, NULL);
@@ -345,12 +346,16 @@ query_job_finish (recorder_t *self, json_t *params, recorder_reply_t *reply)
         }
         else {
             tako_store_outcome_t outcome;
+            json_t *record = NULL;
             if (tako_store_job_finish (self->store, job_id, (int) attempt, result,
-                                       artifacts, count, &outcome))
+                                       artifacts, count, &outcome, &record))
                 reply_store_failed (self, reply);
             else {
                 //  Recorded (or never will be): the bytes have served.
-                reply_outcome (reply, outcome, NULL);
+                //  The record lets the scheduler's event end a waiter's
+                //  wait without reading the job back.
+                reply_outcome (reply, outcome,
+                               record? json_pack ("{s:o}", "record", record): NULL);
                 tako_artbuf_drop_attempt (self->artifacts, job_id, attempt);
             }
         }

@@ -131,8 +131,7 @@ handle_query (recorder_t *self, tako_msg_t *msg)
         recorder_query (self, query, tako_msg_object (msg, "params"), &reply);
     else
         snprintf (reply.reason, sizeof reply.reason, "database unavailable"), reply.code = 503;
-    if (reply.code >= 500)
-        tako_debug (LOG, "%s from %s: %d %s", query, tako_msg_address (msg), reply.code, reply.reason);
+    tako_debug (LOG, "%s from %s: %d %s", query, tako_msg_address (msg), reply.code, reply.reason);
     reply_send (self, msg, &reply);
     json_decref (reply.result);
     free (reply.data);

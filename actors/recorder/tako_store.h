@@ -128,10 +128,14 @@ int tako_store_job_lease_renew (tako_store_t *self, const char *job_id, int atte
 //  stdout_truncated, stderr_truncated, output, error, timing,
 //  resource_usage, duration_ms. Artifacts replace the job's artifacts.
 //  APPLIED, DUPLICATE (this attempt has a result), STALE (the job is not
-//  at this attempt or already terminal) or NOT_FOUND.
+//  at this attempt or already terminal) or NOT_FOUND. When APPLIED and
+//  record is not NULL, *record is the job's record as tako_store_job_get
+//  (not full) would read it after the commit, made by the same statement
+//  that writes the result (caller destroys).
 int tako_store_job_finish (tako_store_t *self, const char *job_id, int attempt,
                            json_t *result, const tako_store_artifact_t *artifacts,
-                           size_t artifact_count, tako_store_outcome_t *outcome);
+                           size_t artifact_count, tako_store_outcome_t *outcome,
+                           json_t **record);
 
 //  running (at this attempt) → queued at attempt + 1, lease cleared.
 //  APPLIED or STALE.

@@ -327,8 +327,9 @@ finish_claim (tako_store_t *self, const char *job_id, int attempt, const char *s
     return 0;
 }
 
+//  Write the result; *record is the job's record after it (RECORD_FIELDS).
 static int
-finish_record (tako_store_t *self, const char *job_id, json_t *result)
+finish_record (tako_store_t *self, const char *job_id, json_t *result, json_t **record)
 {
     store_params_t params = { .count = 0 };
     store_params_text (&params, job_id);
@@ -343,19 +344,21 @@ finish_record (tako_store_t *self, const char *job_id, json_t *result)
     store_params_json_field (&params, result, "timing");
     store_params_json_field (&params, result, "resource_usage");
     store_params_int_field (&params, result, "duration_ms");
-    int64_t rows = store_execute (self,
-        "UPDATE executions SET status = $2, ended_at = now (), exit_code = $3::integer,"
+    int rc = store_query_json (self,
+        "UPDATE executions e SET status = $2, ended_at = now (), exit_code = $3::integer,"
         "  stdout = $4, stderr = $5,"
         "  stdout_truncated = coalesce ($6::boolean, false),"
         "  stderr_truncated = coalesce ($7::boolean, false),"
         "  output = $8::jsonb, error = $9::jsonb, timing = $10::jsonb,"
         "  resource_usage = $11::jsonb,"
         "  duration_ms = coalesce ($12::bigint, (extract (epoch FROM now ()"
-        "    - coalesce (started_at, now ())) * 1000)::bigint),"
+        "    - coalesce (e.started_at, now ())) * 1000)::bigint),"
         "  lease_id = NULL, lease_owner = NULL, lease_expires_at = NULL"
-        " WHERE id = $1", &params);
+        " WHERE e.id = $1 RETURNING json_build_object (" RECORD_FIELDS ")", &params, record);
     store_params_free (&params);
-    return rows == 1? 0: -1;
+    if (rc == 0 && !*record)
+        rc = store_fail (self, "job row vanished while locked");
+    return rc;
 }
 
 static int
@@ -387,8 +390,12 @@ finish_artifacts (tako_store_t *self, const char *job_id,
 int
 tako_store_job_finish (tako_store_t *self, const char *job_id, int attempt,
                        json_t *result, const tako_store_artifact_t *artifacts,
-                       size_t artifact_count, tako_store_outcome_t *outcome)
+                       size_t artifact_count, tako_store_outcome_t *outcome,
+                       json_t **record)
 {
+    json_t *written = NULL;
+    if (record)
+        *record = NULL;
     const char *status = json_string_value (json_object_get (result, "status"));
     if (!tako_store_status_terminal (status))
         return store_fail (self, "invalid result: status must be terminal");
@@ -401,12 +408,17 @@ tako_store_job_finish (tako_store_t *self, const char *job_id, int attempt,
         store_rollback (self);
         return 0;
     }
-    if (finish_record (self, job_id, result)
+    if (finish_record (self, job_id, result, &written)
     ||  finish_artifacts (self, job_id, artifacts, artifact_count)
     ||  store_commit (self))
         goto failed;
+    if (record)
+        *record = written;
+    else
+        json_decref (written);
     return 0;
 failed:
+    json_decref (written);
     store_rollback (self);
     return -1;
 }

@@ -131,6 +131,8 @@ void scheduler_send (scheduler_t *self, tako_msg_t *msg, const char *to);
 void scheduler_next_id (scheduler_t *self, const char *prefix, char *buffer);
 void scheduler_publish (scheduler_t *self, job_t *job, const char *status, const char *kind,
                         json_t *data);
+void scheduler_publish_finished (scheduler_t *self, job_t *job, const char *status,
+                                 json_t *data, const json_t *record);
 job_t *scheduler_job_new (scheduler_t *self, const char *job_id, int attempt, int priority,
                           int64_t seq);
 void scheduler_job_forget (scheduler_t *self, job_t *job);

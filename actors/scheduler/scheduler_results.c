@@ -91,9 +91,10 @@ finish_on_reply (scheduler_t *self, request_t *request, int code, json_t *result
     tako_breaker_record_success (self->breaker, scheduler_now ());
     if (code == 200) {
         const char *status = json_string_value (json_object_get (request->context, "status"));
-        scheduler_publish (self, job, status? status: "failed", "finished",
-                           json_pack ("{s:O}", "exit_code",
-                                      json_object_get (request->context, "exit_code")?: json_null ()));
+        scheduler_publish_finished (self, job, status? status: "failed",
+                                    json_pack ("{s:O}", "exit_code",
+                                               json_object_get (request->context, "exit_code")?: json_null ()),
+                                    json_object_get (result, "record"));
     }
     scheduler_job_forget (self, job);
 }

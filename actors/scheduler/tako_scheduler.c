@@ -172,10 +172,20 @@ timestamp_now (char *buffer)
     snprintf (buffer, TIMESTAMP_SIZE, "%s.%03dZ", date, (int) (now.tv_nsec / 1000000));
 }
 
-//  Takes data (may be NULL).
-void
-scheduler_publish (scheduler_t *self, job_t *job, const char *status, const char *kind,
-                   json_t *data)
+//  A record larger than this (encoded as JSON) stays out of the event;
+//  a waiter then reads it from the recorder.
+#define EVENT_RECORD_MAX (256 * 1024)
+
+static bool
+record_fits (const json_t *record)
+{
+    return record && json_dumpb (record, NULL, 0, JSON_COMPACT) <= EVENT_RECORD_MAX;
+}
+
+//  Takes data (may be NULL); record is borrowed (may be NULL).
+static void
+publish (scheduler_t *self, job_t *job, const char *status, const char *kind,
+         json_t *data, const json_t *record)
 {
     tako_msg_t *event = tako_msg_new ("EVENT");
     if (event && self->events) {
@@ -189,11 +199,30 @@ scheduler_publish (scheduler_t *self, job_t *job, const char *status, const char
         tako_msg_set_str (event, "at", at);
         if (data)
             tako_msg_set_object (event, "data", data);
+        if (record_fits (record))
+            tako_msg_set_object (event, "record", record);
         if (tako_events_publish (self->events, &event))
             tako_warning (LOG, "could not publish %s of %s", kind, job->job_id);
     }
     tako_msg_destroy (&event);
     json_decref (data);
+}
+
+//  Takes data (may be NULL).
+void
+scheduler_publish (scheduler_t *self, job_t *job, const char *status, const char *kind,
+                   json_t *data)
+{
+    publish (self, job, status, kind, data, NULL);
+}
+
+//  The job's "finished" event, with the record job.finish committed (a
+//  waiter's answer without reading it back).
+void
+scheduler_publish_finished (scheduler_t *self, job_t *job, const char *status,
+                            json_t *data, const json_t *record)
+{
+    publish (self, job, status, "finished", data, record);
 }
 
 static void

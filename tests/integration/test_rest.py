@@ -422,6 +422,40 @@ def rate_limit_answers_429_with_retry_after():
 
 
 @test
+def sync_execute_answers_from_the_finished_event():
+    """A sync execute answers with the record job.finish committed, carried
+    by the job's finished event: no job.get reaches the recorder. A record
+    too large for an event (here 300 KB of stdout) is read back instead,
+    and view=full waits still read the full record."""
+    srv = Server(extra_config="log_level: DEBUG\nmax_stdout_bytes: 1m\n")
+    try:
+        srv.wait_ready()
+        wait_for(lambda: probe_health(srv.http_port), timeout=60, interval=0.1, what="REST API")
+        port = srv.http_port
+        before = srv.text().count("job.get from")
+        for number in range(3):
+            status, _, body = request("POST", "/execute", {"code": f"print({number})"}, port=port)
+            check(status == 200 and body["stdout"] == f"{number}\n" and body["success"], (status, body))
+        wait_for(lambda: srv.text().count("job.finish from") >= 3, timeout=30, interval=0.05,
+                 what="the recorder's job.finish lines")
+        check(srv.text().count("job.get from") == before,
+              f"sync executes read the job back: {srv.text().count('job.get from') - before} job.get")
+
+        big = 300 * 1000
+        status, _, body = request("POST", "/execute", {"code": f"print('x' * {big})"}, port=port)
+        check(status == 200 and body["stdout"] == "x" * big + "\n", (status, len(body.get("stdout") or "")))
+        check(srv.text().count("job.get from") > before, "a large record was not read back")
+
+        status, _, body = request("POST", "/execute/async", {"code": "print('full')"}, port=port)
+        check(status == 200, (status, body))
+        status, _, full = request("GET", f"/jobs/{body['job_id']}/result?wait=true&view=full", port=port)
+        check(status == 200 and full["stdout"] == "full\n" and "input_artifacts" in full
+              and "code_hash" in full, (status, full))
+    finally:
+        srv.close()
+
+
+@test
 def fifty_parallel_sync_executes():
     def one(number):
         status, _, body = request("POST", "/execute", {"code": f"print({number})"}, timeout=300)

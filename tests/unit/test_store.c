@@ -188,7 +188,7 @@ job_finish (const char *job_id, int attempt, const char *status, const char *std
                                 "stderr", "", "output", "answer", 42, "error",
                                 "timing", "total_ms", 5);
     tako_store_outcome_t outcome;
-    cr_assert (tako_store_job_finish (store, job_id, attempt, result, NULL, 0, &outcome) == 0,
+    cr_assert (tako_store_job_finish (store, job_id, attempt, result, NULL, 0, &outcome, NULL) == 0,
                "%s", tako_store_error (store));
     json_decref (result);
     return outcome;
@@ -424,8 +424,47 @@ Test (store, transitions_are_guarded)
     cr_assert_eq (job_finish ("no-such-job", 1, "failed", ""), TAKO_STORE_NOT_FOUND);
 
     json_t *bad = json_pack ("{s:s}", "status", "running");
-    cr_assert (tako_store_job_finish (store, job_id, 1, bad, NULL, 0, &outcome) == -1);
+    cr_assert (tako_store_job_finish (store, job_id, 1, bad, NULL, 0, &outcome, NULL) == -1);
     json_decref (bad);
+    free (job_id);
+}
+
+//  The record job.finish hands back is the one a read after it returns;
+//  a result that does not apply hands back none.
+Test (store, finish_returns_the_record_it_wrote)
+{
+    char *job_id = job_insert ("print(1)", "default", NULL, NULL, TAKO_STORE_CREATED);
+    job_start (job_id, 1, TAKO_STORE_APPLIED);
+    json_t *result = json_pack ("{s:s, s:i, s:s, s:s, s:{s:i}, s:{s:i}, s:i}",
+                                "status", "failed", "exit_code", 3, "stdout", "out",
+                                "stderr", "err", "output", "answer", 7,
+                                "timing", "total_ms", 9, "duration_ms", 12);
+    tako_store_outcome_t outcome;
+    json_t *record = NULL;
+    cr_assert (tako_store_job_finish (store, job_id, 1, result, NULL, 0, &outcome, &record) == 0,
+               "%s", tako_store_error (store));
+    cr_assert_eq (outcome, TAKO_STORE_APPLIED);
+    cr_assert (json_is_object (record));
+    json_t *read = job_get (job_id, false);
+    char *written = json_dumps (record, JSON_SORT_KEYS | JSON_COMPACT);
+    char *again = json_dumps (read, JSON_SORT_KEYS | JSON_COMPACT);
+    cr_assert_str_eq (written, again);
+    cr_assert_str_eq (field_string (record, "status"), "failed");
+    cr_assert_eq (json_integer_value (json_object_get (record, "exit_code")), 3);
+    cr_assert_eq (json_integer_value (json_object_get (record, "duration_ms")), 12);
+    cr_assert (json_is_string (json_object_get (record, "ended_at")));
+    free (written);
+    free (again);
+    json_decref (read);
+    json_decref (record);
+
+    json_t *before = json_object ();
+    record = before;
+    cr_assert (tako_store_job_finish (store, job_id, 1, result, NULL, 0, &outcome, &record) == 0);
+    cr_assert_eq (outcome, TAKO_STORE_DUPLICATE);
+    cr_assert_null (record);
+    json_decref (before);
+    json_decref (result);
     free (job_id);
 }
 
@@ -500,7 +539,7 @@ Test (store, ttl_cleanup_deletes_only_old_finished_jobs)
     json_t *result = json_pack ("{s:s}", "status", "succeeded");
     tako_store_artifact_t artifact = { "out.txt", "text/plain", "x", 1 };
     tako_store_outcome_t outcome;
-    cr_assert (tako_store_job_finish (store, old_done, 1, result, &artifact, 1, &outcome) == 0);
+    cr_assert (tako_store_job_finish (store, old_done, 1, result, &artifact, 1, &outcome, NULL) == 0);
     job_start (new_done, 1, TAKO_STORE_APPLIED);
     cr_assert_eq (job_finish (new_done, 1, "failed", ""), TAKO_STORE_APPLIED);
     json_decref (result);
@@ -546,7 +585,7 @@ Test (store, artifacts_round_trip_binary)
     };
     json_t *result = json_pack ("{s:s}", "status", "succeeded");
     tako_store_outcome_t outcome;
-    cr_assert (tako_store_job_finish (store, job_id, 1, result, artifacts, 2, &outcome) == 0,
+    cr_assert (tako_store_job_finish (store, job_id, 1, result, artifacts, 2, &outcome, NULL) == 0,
                "%s", tako_store_error (store));
     cr_assert_eq (outcome, TAKO_STORE_APPLIED);
     json_decref (result);
@@ -768,7 +807,7 @@ Test (store, nul_bytes_in_results_are_replaced)
     json_t *result = json_pack ("{s:s, s:s%, s:{s:s%}}", "status", "succeeded",
                                 "stdout", "a\0b", (size_t) 3, "output", "value", "\0", (size_t) 1);
     tako_store_outcome_t outcome;
-    cr_assert (tako_store_job_finish (store, job_id, 1, result, NULL, 0, &outcome) == 0,
+    cr_assert (tako_store_job_finish (store, job_id, 1, result, NULL, 0, &outcome, NULL) == 0,
                "%s", tako_store_error (store));
     cr_assert_eq (outcome, TAKO_STORE_APPLIED);
     json_decref (result);
