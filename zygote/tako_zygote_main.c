@@ -230,7 +230,7 @@ static int
 request_serve (tako_sandbox_t *template)
 {
     char body [16];
-    char control [CMSG_SPACE (sizeof (int) * TAKO_SANDBOX_ZYGOTE_FDS)];
+    char control [CMSG_SPACE (sizeof (int) * TAKO_SANDBOX_ZYGOTE_FDS_MAX)];
     struct iovec vector = { body, sizeof (body) };
     struct msghdr message = { 0 };
     message.msg_iov = &vector;
@@ -242,7 +242,7 @@ request_serve (tako_sandbox_t *template)
         return 0;
     if (size <= 0)
         return -1;                  //  the executor is done with us
-    int fds [TAKO_SANDBOX_ZYGOTE_FDS];
+    int fds [TAKO_SANDBOX_ZYGOTE_FDS_MAX];
     size_t count = 0;
     for (struct cmsghdr *header = CMSG_FIRSTHDR (&message); header;
          header = CMSG_NXTHDR (&message, header))
@@ -251,14 +251,14 @@ request_serve (tako_sandbox_t *template)
             for (size_t i = 0; i < got; i++) {
                 int fd;
                 memcpy (&fd, CMSG_DATA (header) + i * sizeof (int), sizeof (int));
-                if (count < TAKO_SANDBOX_ZYGOTE_FDS)
+                if (count < TAKO_SANDBOX_ZYGOTE_FDS_MAX)
                     fds [count++] = fd;
                 else
                     close (fd);
             }
         }
     int32_t reply = -EINVAL;
-    if (size == 5 && memcmp (body, "SPAWN", 5) == 0 && count == TAKO_SANDBOX_ZYGOTE_FDS
+    if (size == 5 && memcmp (body, "SPAWN", 5) == 0 && count >= TAKO_SANDBOX_ZYGOTE_FDS
     &&  !(message.msg_flags & MSG_CTRUNC)) {
         PyOS_BeforeFork ();
         pid_t pid = tako_sandbox_zygote_clone (template, fds, count, run_job);

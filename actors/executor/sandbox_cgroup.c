@@ -411,6 +411,63 @@ tako_sandbox_cgroup_attach (tako_sandbox_cgroup_t *self, pid_t pid)
     return 0;
 }
 
+//  v1 hierarchies have a tasks file; v2 groups (and the unified helper)
+//  only cgroup.procs, whose "0" moves the whole process under the lock.
+static bool
+role_joinable (int role)
+{
+    return role == ROLE_MEMORY || role == ROLE_PIDS || role == ROLE_CPU || role == ROLE_CPUACCT;
+}
+
+int
+tako_sandbox_cgroup_join_open (tako_sandbox_cgroup_t *self, int *fds)
+{
+    int count = 0;
+    for (int role = 0; role < ROLE_COUNT; role++) {
+        if (!self->dirs [role] || !role_joinable (role))
+            continue;
+        char path [PATH_MAX];
+        int fd = -1;
+        if (snprintf (path, sizeof (path), "%s/tasks", self->dirs [role]) < (int) sizeof (path))
+            fd = open (path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || count == TAKO_SANDBOX_CGROUP_JOIN_MAX) {
+            if (fd >= 0)
+                close (fd);
+            while (count > 0)
+                close (fds [--count]);
+            return -1;
+        }
+        fds [count++] = fd;
+    }
+    return count;
+}
+
+int
+tako_sandbox_cgroup_attach_unjoined (tako_sandbox_cgroup_t *self, pid_t pid)
+{
+    char text [32];
+    snprintf (text, sizeof (text), "%d", (int) pid);
+    for (int role = 0; role < ROLE_COUNT; role++)
+        if (self->dirs [role] && !role_joinable (role)
+        &&  control_write (self->dirs [role], "cgroup.procs", text) != 0)
+            return -1;
+    return 0;
+}
+
+int
+tako_sandbox_cgroup_join (const int *fds, int count)
+{
+    int rc = 0;
+    for (int i = 0; i < count; i++) {
+        if (rc == 0 && write (fds [i], "0", 1) != 1)
+            rc = -1;
+        int saved = errno;
+        close (fds [i]);
+        errno = saved;
+    }
+    return rc;
+}
+
 static void
 usage_cpu (tako_sandbox_cgroup_t *self, tako_sandbox_cgroup_usage_t *usage)
 {

@@ -62,6 +62,27 @@ void tako_sandbox_cgroup_destroy (tako_sandbox_cgroup_t **self_p);
 //  Move pid into the group. Returns 0 or -1.
 int tako_sandbox_cgroup_attach (tako_sandbox_cgroup_t *self, pid_t pid);
 
+//  A sandbox's first process joins the group itself. Moving another
+//  process takes a global lock whose every write waits an RCU grace period
+//  (~3-5 ms a hierarchy here: ~10-14 ms for four); a task that moves
+//  itself alone (writes "0" to a v1 hierarchy's tasks file) takes none.
+//  The permission is checked against whoever opened the file, so the
+//  host opens them (write, close-on-exec) and the new process, unprivileged
+//  in its user namespace, writes through the fds it inherited.
+#define TAKO_SANDBOX_CGROUP_JOIN_MAX 6
+
+//  Open the tasks files of the hierarchies a join covers (v1) into fds
+//  (at most TAKO_SANDBOX_CGROUP_JOIN_MAX). Returns how many, or -1.
+int tako_sandbox_cgroup_join_open (tako_sandbox_cgroup_t *self, int *fds);
+
+//  Move pid into the hierarchies a join does not cover (v2 groups, the
+//  unified helper group). Returns 0 or -1.
+int tako_sandbox_cgroup_attach_unjoined (tako_sandbox_cgroup_t *self, pid_t pid);
+
+//  In the joining process (async-signal-safe): move the calling task into
+//  each group and close the fds. Returns 0, or -1 with errno.
+int tako_sandbox_cgroup_join (const int *fds, int count);
+
 //  SIGKILL every process of the group. Returns 0 or -1.
 int tako_sandbox_cgroup_kill (tako_sandbox_cgroup_t *self);
 

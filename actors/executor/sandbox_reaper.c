@@ -252,10 +252,14 @@ scrub_host_strings (void)
 static void
 close_all_but_plan (const tako_sandbox_init_plan_t *plan)
 {
-    int keep [] = { plan->sync_fd, plan->report_fd, plan->job_fd, plan->stdout_fd,
-                    plan->stderr_fd, plan->ready_fd, plan->error_fd, plan->go_read_fd,
-                    plan->go_write_fd };
-    int count = (int) (sizeof (keep) / sizeof (keep [0]));
+    int keep [9 + TAKO_SANDBOX_CGROUP_JOIN_MAX] = {
+        plan->sync_fd, plan->report_fd, plan->job_fd, plan->stdout_fd,
+        plan->stderr_fd, plan->ready_fd, plan->error_fd, plan->go_read_fd,
+        plan->go_write_fd
+    };
+    int count = 9;
+    for (int i = 0; i < plan->join_count && i < TAKO_SANDBOX_CGROUP_JOIN_MAX; i++)
+        keep [count++] = plan->join_fds [i];
     for (int i = 1; i < count; i++)
         for (int j = i; j > 0 && keep [j - 1] > keep [j]; j--) {
             int swap = keep [j];
@@ -292,6 +296,9 @@ tako_sandbox_reaper_main (const tako_sandbox_init_plan_t *plan)
     if (read_full (plan->sync_fd, &go, 1) != 0 || go != 'S')
         _exit (1);
     close (plan->sync_fd);
+    //  Into the sandbox's cgroup before anything is made or forked here.
+    if (tako_sandbox_cgroup_join (plan->join_fds, plan->join_count) != 0)
+        fail (report_fd, TAKO_LAYER_CGROUP, 0);
 
     if (tako_sandbox_uidmap_become_user () != 0)
         fail (report_fd, TAKO_LAYER_UIDMAP, 0);

@@ -22,6 +22,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include "sandbox_cgroup.h"
 #include "sandbox_mounts.h"
 #include "sandbox_rlimits.h"
 #include "sandbox_seccomp.h"
@@ -67,6 +68,10 @@ typedef struct {
     //  the reaper releases the interpreter through.
     int stdout_fd, stderr_fd, ready_fd, error_fd;
     int go_read_fd, go_write_fd;
+    //  The cgroup's tasks files (sandbox_cgroup): the reaper joins its
+    //  group through them before anything else, then closes them.
+    int join_fds [TAKO_SANDBOX_CGROUP_JOIN_MAX];
+    int join_count;
     bool network_enabled;
     bool seccomp_enabled;
     const tako_sandbox_mounts_t *mounts;

@@ -70,6 +70,8 @@ struct tako_sandbox_t {
     bool use_runsc;
     pipe_ends_t pipes [PIPE_COUNT];
     int go_write;                   //  the reaper's end of the go pipe
+    int join_fds [TAKO_SANDBOX_CGROUP_JOIN_MAX];    //  until the reaper has them
+    int join_count;
     pid_t reaper;
     bool reaped;
     struct rusage reaper_usage;
@@ -110,6 +112,14 @@ fd_close (int *fd)
     if (*fd >= 0)
         close (*fd);
     *fd = -1;
+}
+
+static void
+joins_close (tako_sandbox_t *self)
+{
+    for (int i = 0; i < self->join_count; i++)
+        close (self->join_fds [i]);
+    self->join_count = 0;
 }
 
 void
@@ -244,6 +254,7 @@ tako_sandbox_new (const tako_sandbox_spec_t *spec)
     for (int i = 0; i < PIPE_COUNT; i++)
         self->pipes [i].host = self->pipes [i].sandbox = -1;
     self->go_write = -1;
+    self->join_count = 0;
     self->output_fd = -1;
     self->reaper = -1;
     self->out.cap = (size_t) spec->max_stdout_bytes;
@@ -326,14 +337,31 @@ reaper_reap (tako_sandbox_t *self)
     }
 }
 
+//  End the sandbox's processes: the reaper first, whose exit (as init of
+//  the pid namespace) takes every process of the namespace with it, then
+//  whatever the cgroup still lists. In this order the cgroup is empty by
+//  then and costs one read of cgroup.procs; its kill (a write lock on
+//  every cgroup's forks: an RCU grace period, ~5 ms, even when empty)
+//  runs only when something is left.
+static void
+reaper_end (tako_sandbox_t *self)
+{
+    if (self->reaper > 0 && !self->reaped) {
+        kill (self->reaper, SIGKILL);
+        self->killed = true;
+    }
+    reaper_reap (self);
+    if (self->cgroup)
+        tako_sandbox_cgroup_kill (self->cgroup);
+}
+
 void
 tako_sandbox_destroy (tako_sandbox_t **self_p)
 {
     if (!self_p || !*self_p)
         return;
     tako_sandbox_t *self = *self_p;
-    reaper_kill (self);
-    reaper_reap (self);
+    reaper_end (self);
     tako_sandbox_runsc_destroy (&self->runsc);
     tako_sandbox_cgroup_destroy (&self->cgroup);
     for (int i = 0; i < PIPE_COUNT; i++) {
@@ -341,6 +369,7 @@ tako_sandbox_destroy (tako_sandbox_t **self_p)
         fd_close (&self->pipes [i].sandbox);
     }
     fd_close (&self->go_write);
+    joins_close (self);
     fd_close (&self->output_fd);
     tako_sandbox_mounts_release (&self->mounts);
     tako_sandbox_seccomp_release (&self->seccomp);
@@ -397,6 +426,7 @@ child_run (tako_sandbox_t *self)
         .error_fd = self->pipes [PIPE_ERROR].sandbox,
         .go_read_fd = self->pipes [PIPE_GO].sandbox,
         .go_write_fd = self->go_write,
+        .join_count = self->join_count,
         .network_enabled = self->spec.network_enabled,
         .seccomp_enabled = self->spec.seccomp_enabled,
         .mounts = &self->mounts,
@@ -408,6 +438,7 @@ child_run (tako_sandbox_t *self)
         .input_max = (uint64_t) self->spec.max_input_bytes,
         .run_in_process = self->run_in_process,
     };
+    memcpy (plan.join_fds, self->join_fds, sizeof (plan.join_fds));
     tako_sandbox_reaper_main (&plan);
 }
 
@@ -572,11 +603,14 @@ reaper_start (tako_sandbox_t *self)
             child_run (self);
         return pid;
     }
-    int fds [TAKO_SANDBOX_ZYGOTE_FDS];
+    int fds [TAKO_SANDBOX_ZYGOTE_FDS_MAX];
     for (int i = 0; i < PIPE_COUNT; i++)
         fds [i] = self->pipes [i].sandbox;
     fds [PIPE_COUNT] = self->go_write;
-    return tako_zygote_spawn (self->spec.zygote, fds, TAKO_SANDBOX_ZYGOTE_FDS);
+    for (int i = 0; i < self->join_count; i++)
+        fds [TAKO_SANDBOX_ZYGOTE_FDS + i] = self->join_fds [i];
+    return tako_zygote_spawn (self->spec.zygote, fds,
+                              TAKO_SANDBOX_ZYGOTE_FDS + (size_t) self->join_count);
 }
 
 static int
@@ -603,6 +637,12 @@ sandbox_start (tako_sandbox_t *self)
         error_set (self, "sandbox", "cannot create pipes");
         return -1;
     }
+    self->join_count = tako_sandbox_cgroup_join_open (self->cgroup, self->join_fds);
+    if (self->join_count < 0) {
+        self->join_count = 0;
+        error_set (self, "cgroup", "cannot open the group's tasks files");
+        return -1;
+    }
     self->reaper = reaper_start (self);
     if (self->reaper < 0) {
         error_set (self, self->spec.zygote? "zygote": "namespaces", strerror (errno));
@@ -611,11 +651,13 @@ sandbox_start (tako_sandbox_t *self)
     for (int i = 0; i < PIPE_COUNT; i++)
         fd_close (&self->pipes [i].sandbox);
     fd_close (&self->go_write);
+    joins_close (self);
     if (tako_sandbox_uidmap_write (self->reaper, self->spec.slot) != 0) {
         error_set (self, "uidmap", strerror (errno));
         return -1;
     }
-    if (tako_sandbox_cgroup_attach (self->cgroup, self->reaper) != 0) {
+    //  The reaper joins the v1 hierarchies itself (sandbox_cgroup.h).
+    if (tako_sandbox_cgroup_attach_unjoined (self->cgroup, self->reaper) != 0) {
         error_set (self, "cgroup", "cannot move the sandbox into its cgroup");
         return -1;
     }
@@ -704,7 +746,8 @@ pid_t
 tako_sandbox_zygote_clone (tako_sandbox_t *self, const int *fds, size_t fd_count, void (*run) (void))
 {
     assert (self);
-    if (fd_count != TAKO_SANDBOX_ZYGOTE_FDS || !run || self->has_error || self->use_runsc) {
+    if (fd_count < TAKO_SANDBOX_ZYGOTE_FDS || fd_count > TAKO_SANDBOX_ZYGOTE_FDS_MAX
+    ||  !run || self->has_error || self->use_runsc) {
         errno = EINVAL;
         return -1;
     }
@@ -722,6 +765,9 @@ tako_sandbox_zygote_clone (tako_sandbox_t *self, const int *fds, size_t fd_count
             self->pipes [i].sandbox = fds [i];
         }
         self->go_write = fds [PIPE_COUNT];
+        self->join_count = (int) (fd_count - TAKO_SANDBOX_ZYGOTE_FDS);
+        for (int i = 0; i < self->join_count; i++)
+            self->join_fds [i] = fds [TAKO_SANDBOX_ZYGOTE_FDS + i];
         self->run_in_process = run;
         child_run (self);
     }
@@ -985,8 +1031,7 @@ result_build (tako_sandbox_t *self)
 static void
 run_finish (tako_sandbox_t *self)
 {
-    reaper_kill (self);     //  second line: cgroup.kill for anything left
-    reaper_reap (self);
+    reaper_end (self);
     pump (self, PUMP_DRAIN, now_ns () + TAKO_SANDBOX_DRAIN_MS * NS_PER_MS);
     self->ended_ns = self->ended_ns? self->ended_ns: now_ns ();
     if (self->output_fd >= 0) {
@@ -1101,8 +1146,7 @@ tako_sandbox_run (tako_sandbox_t *self, const char *code, size_t code_size, cons
     if (rc == 2)
         self->cancelled = true;
     if (self->has_error) {
-        reaper_kill (self);
-        reaper_reap (self);
+        reaper_end (self);
         return NULL;
     }
     run_finish (self);

@@ -58,6 +58,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include "sandbox_cgroup.h"
 #include "sandbox_output.h"
 
 #define TAKO_SANDBOX_DEFAULT_PYTHON "/usr/bin/python3"
@@ -186,13 +187,17 @@ unsigned tako_sandbox_host_uid (tako_sandbox_t *self);
 //  template (new, never prepared): clone its first process into fresh
 //  namespaces as a child of the zygote's parent (the executor, which then
 //  finishes the start as for any sandbox it prepares). fds are the sandbox
-//  ends of the pipes in the order tako_sandbox_zygote_fds gives them; the
-//  interpreter child calls run instead of exec. The pid, or -1 with errno.
+//  ends of the pipes (TAKO_SANDBOX_ZYGOTE_FDS), then the cgroup files the
+//  first process joins its group through (sandbox_cgroup.h), in the order
+//  the executor's sandbox sends them; the interpreter child calls run
+//  instead of exec. The pid, or -1 with errno.
 pid_t tako_sandbox_zygote_clone (tako_sandbox_t *self, const int *fds, size_t fd_count,
                                  void (*run) (void));
 
-//  How many fds a zygote clone takes.
+//  How many fds a zygote clone takes: the pipes, then up to
+//  TAKO_SANDBOX_CGROUP_JOIN_MAX more.
 #define TAKO_SANDBOX_ZYGOTE_FDS 9
+#define TAKO_SANDBOX_ZYGOTE_FDS_MAX (TAKO_SANDBOX_ZYGOTE_FDS + TAKO_SANDBOX_CGROUP_JOIN_MAX)
 
 //  The interpreter's environment (NULL-terminated), as built from the spec.
 char *const *tako_sandbox_envp (tako_sandbox_t *self);

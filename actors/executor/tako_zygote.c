@@ -448,7 +448,7 @@ spawn_locked (tako_zygote_t *self, const int *fds, size_t fd_count)
         errno = ECHILD;
         return -1;
     }
-    char control [CMSG_SPACE (sizeof (int) * TAKO_SANDBOX_ZYGOTE_FDS)];
+    char control [CMSG_SPACE (sizeof (int) * TAKO_SANDBOX_ZYGOTE_FDS_MAX)];
     memset (control, 0, sizeof (control));
     struct iovec body = { (void *) "SPAWN", 5 };
     struct msghdr message = { 0 };
@@ -486,7 +486,7 @@ pid_t
 tako_zygote_spawn (tako_zygote_t *self, const int *fds, size_t fd_count)
 {
     assert (self);
-    if (fd_count != TAKO_SANDBOX_ZYGOTE_FDS) {
+    if (fd_count < TAKO_SANDBOX_ZYGOTE_FDS || fd_count > TAKO_SANDBOX_ZYGOTE_FDS_MAX) {
         errno = EINVAL;
         return -1;
     }

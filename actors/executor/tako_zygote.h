@@ -35,7 +35,9 @@
     Wire, on a SOCK_SEQPACKET pair (the zygote's end is its fd 3):
         executor → zygote   the spec as JSON (tako_zygote_spec_encode)
         zygote → executor   "OK", or "ERR reason"
-        executor → zygote   "SPAWN" + the TAKO_SANDBOX_ZYGOTE_FDS pipe ends
+        executor → zygote   "SPAWN" + the TAKO_SANDBOX_ZYGOTE_FDS pipe ends,
+                            then the sandbox cgroup's tasks files (up to
+                            TAKO_SANDBOX_CGROUP_JOIN_MAX), as SCM_RIGHTS
         zygote → executor   int32 pid, or -errno                          */
 
 #ifndef TAKO_ZYGOTE_H_INCLUDED
