@@ -65,12 +65,34 @@ refuse (const char *format, const char *detail)
     exit (1);
 }
 
+//  The prologue and the bootstrap, compiled once in the zygote: each job
+//  runs them as PyRun_SimpleString would, without parsing them again.
+static PyObject *prologue_code;
+static PyObject *bootstrap_code;
+
+//  Run code in __main__; on an exception, print it as Python would (a
+//  SystemExit exits there). 0 or -1.
+static int
+run_main (PyObject *code)
+{
+    PyObject *main = PyImport_AddModule ("__main__");
+    PyObject *globals = main? PyModule_GetDict (main): NULL;
+    PyObject *result = globals? PyEval_EvalCode (code, globals, globals): NULL;
+    if (!result) {
+        if (PyErr_Occurred ())
+            PyErr_Print ();
+        return -1;
+    }
+    Py_DECREF (result);
+    return 0;
+}
+
 //  The interpreter child of a clone: every layer is in place.
 static void
 run_job (void)
 {
     PyOS_AfterFork_Child ();
-    if (PyRun_SimpleString (prologue) == 0 && PyRun_SimpleString (tako_sandbox_bootstrap_source) == 0) {
+    if (run_main (prologue_code) == 0 && run_main (bootstrap_code) == 0) {
         //  A forked job's bootstrap returns its exit code in
         //  sys._tako_exit_code instead of finalizing the interpreter:
         //  C's exit still flushes C stdio and runs C atexit handlers.
@@ -176,7 +198,8 @@ interpreter_start (tako_sandbox_t *template, const tako_sandbox_spec_t *spec)
 }
 
 //  sys.path without the job's PYTHONPATH (not there on this host), the
-//  preload modules imported, objects frozen (the clones do not copy pages
+//  prologue and bootstrap compiled, the modules they import (importlib,
+//  _sitebuiltins) and the preload modules imported, objects frozen (the clones do not copy pages
 //  for the collector's sake), and what the prologue needs.
 static void
 interpreter_prepare (const tako_sandbox_spec_t *spec)
@@ -200,6 +223,7 @@ interpreter_prepare (const tako_sandbox_spec_t *spec)
         "def _tako_setup():\n"
         "    sys.path[:] = [p for p in sys.path if p != '']\n"
         "    sys.path_importer_cache.clear()\n"
+        "    import importlib, _sitebuiltins\n"
         "    for name in sys._tako_preload:\n"
         "        __import__(name)\n"
         "    sys._tako_zygote = (list(sys.path), list(sys._tako_preload), sys._tako_pythonpath)\n"
@@ -210,6 +234,10 @@ interpreter_prepare (const tako_sandbox_spec_t *spec)
         "    _tako_setup()\n"
         "finally:\n"
         "    del _tako_setup\n";
+    prologue_code = Py_CompileString (prologue, "<string>", Py_file_input);
+    bootstrap_code = Py_CompileString (tako_sandbox_bootstrap_source, "<string>", Py_file_input);
+    if (!prologue_code || !bootstrap_code)
+        refuse ("ERR the bootstrap does not compile%s", NULL);
     PyObject *main = PyImport_AddModule ("__main__");
     PyObject *globals = main? PyModule_GetDict (main): NULL;
     PyObject *result = globals? PyRun_String (setup, Py_file_input, globals, globals): NULL;
