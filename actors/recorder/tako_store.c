@@ -248,10 +248,13 @@ tako_store_new (const char *url)
     if (!url || !*url)
         return NULL;
     tako_store_t *self = calloc (1, sizeof *self);
-    if (!self || !(self->url = strdup (url))) {
+    if (!self || !(self->url = strdup (url)) || !(self->prepared = zhashx_new ())) {
+        if (self)
+            free (self->url);
         free (self);
         return NULL;
     }
+    zhashx_set_destructor (self->prepared, (zhashx_destructor_fn *) zstr_free);
     return self;
 }
 
@@ -263,6 +266,7 @@ tako_store_destroy (tako_store_t **self_p)
     tako_store_t *self = *self_p;
     if (self->conn)
         PQfinish (self->conn);
+    zhashx_destroy (&self->prepared);
     free (self->url);
     free (self);
     *self_p = NULL;
@@ -272,6 +276,12 @@ const char *
 tako_store_error (tako_store_t *self)
 {
     return self->error;
+}
+
+size_t
+tako_store_prepared_count (tako_store_t *self)
+{
+    return zhashx_size (self->prepared);
 }
 
 bool
@@ -312,6 +322,7 @@ tako_store_connect (tako_store_t *self)
         return 0;
     if (self->conn)
         PQfinish (self->conn);
+    zhashx_purge (self->prepared);      //  they lived in the old session
     //  Our defaults first: anything the URL says wins over them.
     const char *keywords [] = { "connect_timeout", "application_name", "dbname", NULL };
     const char *values [] = { STORE_CONNECT_TIMEOUT, "tako-vm", self->url, NULL };
@@ -333,6 +344,31 @@ tako_store_connect (tako_store_t *self)
 //  ---------------------------------------------------------------------
 //  Statements
 
+//  The name sql is prepared under in this session, preparing it on first
+//  use; NULL (run it unprepared) when the table is full or it cannot be
+//  prepared. A PREPARE that failed inside a transaction aborted it: then
+//  *failed is its result, whose error is the statement's own.
+static const char *
+statement_prepared (tako_store_t *self, const char *sql, PGresult **failed)
+{
+    const char *name = (const char *) zhashx_lookup (self->prepared, sql);
+    if (name || zhashx_size (self->prepared) >= STORE_PREPARED_MAX)
+        return name;
+    char *fresh = zsys_sprintf ("tako_%zu", zhashx_size (self->prepared) + 1);
+    PGresult *prepared = fresh? PQprepare (self->conn, fresh, sql, 0, NULL): NULL;
+    if (PQresultStatus (prepared) == PGRES_COMMAND_OK
+    &&  zhashx_insert (self->prepared, sql, fresh) == 0) {
+        PQclear (prepared);
+        return fresh;
+    }
+    zstr_free (&fresh);
+    if (PQtransactionStatus (self->conn) == PQTRANS_INERROR)
+        *failed = prepared;
+    else
+        PQclear (prepared);
+    return NULL;
+}
+
 PGresult *
 store_query (tako_store_t *self, const char *sql, store_params_t *params, int result_format)
 {
@@ -347,10 +383,17 @@ store_query (tako_store_t *self, const char *sql, store_params_t *params, int re
         return NULL;
     }
     int count = params? params->count: 0;
-    PGresult *result = PQexecParams (self->conn, sql, count, NULL,
-                                     count? params->values: NULL,
-                                     count? params->lengths: NULL,
-                                     count? params->formats: NULL, result_format);
+    PGresult *result = NULL;
+    const char *name = count? statement_prepared (self, sql, &result): NULL;
+    if (name)
+        result = PQexecPrepared (self->conn, name, count, params->values, params->lengths,
+                                 params->formats, result_format);
+    else
+    if (!result)
+        result = PQexecParams (self->conn, sql, count, NULL,
+                               count? params->values: NULL,
+                               count? params->lengths: NULL,
+                               count? params->formats: NULL, result_format);
     ExecStatusType status = PQresultStatus (result);
     if (status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK)
         return result;

@@ -81,6 +81,10 @@ int tako_store_retry_delay_ms (tako_store_t *self);
 //  Why the last call failed; "" after a success.
 const char *tako_store_error (tako_store_t *self);
 
+//  How many statements this connection has prepared (each statement with
+//  parameters is, on first use; for tests and diagnostics).
+size_t tako_store_prepared_count (tako_store_t *self);
+
 //  True if the last call failed because the server could not be reached.
 bool tako_store_unavailable (tako_store_t *self);
 

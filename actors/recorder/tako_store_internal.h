@@ -3,6 +3,7 @@
 #ifndef TAKO_STORE_INTERNAL_H_INCLUDED
 #define TAKO_STORE_INTERNAL_H_INCLUDED
 
+#include <czmq.h>
 #include <libpq-fe.h>
 #include "tako_store.h"
 
@@ -10,9 +11,14 @@
 //  No statement of ours has more parameters than this.
 #define STORE_PARAMS_MAX 24
 
+//  Statements with parameters are prepared once per connection (the
+//  server then neither parses nor plans them again): at most this many.
+#define STORE_PREPARED_MAX 128
+
 struct _tako_store_t {
     char *url;
     PGconn *conn;
+    zhashx_t *prepared;         //  SQL text → its statement name, this connection's
     char error [STORE_ERROR_SIZE];
     bool unavailable;
     int retry_delay_ms;

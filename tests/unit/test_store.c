@@ -17,6 +17,7 @@
 #include <libpq-fe.h>
 #include "tako_pgcluster.h"
 #include "actors/recorder/tako_store.h"
+#include "actors/recorder/tako_store_internal.h"
 
 #define TEST_TIMEOUT_SECONDS 120
 #define URL_SIZE 2048
@@ -274,6 +275,37 @@ Test (store, insert_and_get)
     json_decref (payload);
 
     cr_assert (job_get ("no-such-job", false) == NULL);
+    free (job_id);
+}
+
+//  Statements are prepared once per connection, and a statement that
+//  fails inside a transaction still says why (not "transaction aborted").
+Test (store, statements_are_prepared_once)
+{
+    char *job_id = job_insert ("print(1)", "default", NULL, NULL, TAKO_STORE_CREATED);
+    json_t *job = job_get (job_id, false);
+    json_decref (job);
+    size_t prepared = tako_store_prepared_count (store);
+    cr_assert_gt (prepared, 0);
+    for (int i = 0; i < 3; i++) {
+        job = job_get (job_id, false);
+        cr_assert (job);
+        json_decref (job);
+    }
+    cr_assert_eq (tako_store_prepared_count (store), prepared, "the same statement again");
+
+    store_params_t params = { .count = 0 };
+    cr_assert_eq (store_begin (store), 0);
+    store_params_text (&params, job_id);
+    cr_assert_null (store_query (store, "SELECT no_such_column FROM executions WHERE id = $1",
+                                 &params, 0));
+    store_params_free (&params);
+    cr_assert (strstr (tako_store_error (store), "42703"), "undefined column: %s", tako_store_error (store));
+    store_rollback (store);
+    cr_assert_eq (tako_store_prepared_count (store), prepared, "a failed statement is not kept");
+    job = job_get (job_id, false);
+    cr_assert (job, "the connection works after the rollback");
+    json_decref (job);
     free (job_id);
 }
 
