@@ -510,6 +510,9 @@ broker_new (zsock_t *pipe, const tako_broker_args_t *args)
     self->pipe = pipe;
     self->router = router;
     self->endpoint = zsock_last_endpoint (router);
+    if (args->inproc_endpoint && zsock_bind (router, "%s", args->inproc_endpoint) == -1)
+        tako_error (BROKER_COMPONENT, "cannot bind %s: %s", args->inproc_endpoint,
+                    zmq_strerror (zmq_errno ()));
     self->poller = zpoller_new (pipe, router, NULL);
     self->peers = zhashx_new ();
     self->services = zhashx_new ();
@@ -664,7 +667,7 @@ void
 tako_broker_test (bool verbose)
 {
     (void) verbose;
-    tako_broker_args_t args = { "tcp://127.0.0.1:*", 1000, 3 };
+    tako_broker_args_t args = { "tcp://127.0.0.1:*", 1000, 3, NULL };
     zactor_t *broker = zactor_new (tako_broker_actor, &args);
     char *endpoint = tako_broker_endpoint (broker);
     assert (endpoint && strncmp (endpoint, "tcp://127.0.0.1:", 16) == 0);
@@ -724,7 +727,7 @@ tako_broker_test (bool verbose)
 
     //  A broker that cannot bind says so instead of hanging its owner.
     tako_log_set_level (TAKO_LOG_CRITICAL);
-    tako_broker_args_t bad = { "bogus://nowhere", 0, 0 };
+    tako_broker_args_t bad = { "bogus://nowhere", 0, 0, NULL };
     broker = zactor_new (tako_broker_actor, &bad);
     assert (tako_broker_endpoint (broker) == NULL);
     zactor_destroy (&broker);

@@ -60,6 +60,7 @@ typedef struct {
     const char *endpoint;           //  ROUTER binds here ("@" prefix allowed)
     int heartbeat_interval_ms;      //  <= 0: TAKO_BROKER_DEFAULT_INTERVAL_MS
     int heartbeat_liveness;         //  missed intervals before a peer is dead; <= 0: default
+    const char *inproc_endpoint;    //  also bound when set: the same process's peers
 } tako_broker_args_t;
 
 typedef struct {

@@ -80,6 +80,15 @@ hub_new (zsock_t *pipe, const tako_hub_args_t *args)
     self->publish_endpoint = zsock_last_endpoint (self->frontend);
     self->subscribe_endpoint = zsock_last_endpoint (self->backend);
     assert (self->publish_endpoint && self->subscribe_endpoint);
+    if ((args->inproc_publish_endpoint
+         && zsock_bind (self->frontend, "%s", args->inproc_publish_endpoint) == -1)
+    ||  (args->inproc_subscribe_endpoint
+         && zsock_bind (self->backend, "%s", args->inproc_subscribe_endpoint) == -1)) {
+        tako_error (HUB_COMPONENT, "cannot bind the in-process endpoints: %s",
+                    zmq_strerror (zmq_errno ()));
+        hub_destroy (&self);
+        return NULL;
+    }
     self->poller = zpoller_new (pipe, self->frontend, self->backend, NULL);
     assert (self->poller);
     return self;
@@ -210,7 +219,7 @@ tako_hub_test (bool verbose)
 {
     (void) verbose;
     //  Bind on free ports; the hub tells us which.
-    tako_hub_args_t args = { "tcp://127.0.0.1:*", "@tcp://127.0.0.1:*" };
+    tako_hub_args_t args = { "tcp://127.0.0.1:*", "@tcp://127.0.0.1:*", NULL, NULL };
     zactor_t *hub = zactor_new (tako_hub_actor, &args);
     assert (hub);
     char *publish, *subscribe;
@@ -263,7 +272,7 @@ tako_hub_test (bool verbose)
     //  A hub that cannot bind says so instead of hanging its owner.
     //  (Quiet, so the expected error line does not clutter the run.)
     tako_log_set_level (TAKO_LOG_CRITICAL);
-    tako_hub_args_t bad = { "bogus://nowhere", "tcp://127.0.0.1:*" };
+    tako_hub_args_t bad = { "bogus://nowhere", "tcp://127.0.0.1:*", NULL, NULL };
     hub = zactor_new (tako_hub_actor, &bad);
     assert (tako_hub_endpoints (hub, &publish, &subscribe) == -1);
     assert (publish == NULL && subscribe == NULL);

@@ -50,6 +50,9 @@
 typedef struct {
     const char *publish_endpoint;     //  XSUB binds here ("@" prefix allowed)
     const char *subscribe_endpoint;   //  XPUB binds here ("@" prefix allowed)
+    //  Also bound when set: publishers and watchers in the same process.
+    const char *inproc_publish_endpoint;
+    const char *inproc_subscribe_endpoint;
 } tako_hub_args_t;
 
 typedef struct {

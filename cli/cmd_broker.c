@@ -89,8 +89,8 @@ parse_options (int argc, char **argv, broker_options_t *options)
 static int
 serve (const broker_options_t *options)
 {
-    tako_broker_args_t broker_args = { options->bind, options->heartbeat_ms, options->liveness };
-    tako_hub_args_t hub_args = { options->events_in, options->events_out };
+    tako_broker_args_t broker_args = { options->bind, options->heartbeat_ms, options->liveness, NULL };
+    tako_hub_args_t hub_args = { options->events_in, options->events_out, NULL, NULL };
     zactor_t *broker = zactor_new (tako_broker_actor, &broker_args);
     zactor_t *hub = zactor_new (tako_hub_actor, &hub_args);
     char *endpoint = tako_broker_endpoint (broker);

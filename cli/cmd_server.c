@@ -242,17 +242,41 @@ threads_wait (server_t *self, zactor_t *broker, zactor_t *hub, tako_actors_t *ac
     return rc;
 }
 
+//  In one process the actors reach the broker and the hub in-process:
+//  a message then goes from thread to thread, not through TCP and
+//  ZeroMQ's I/O thread. The configured endpoints stay bound for the CLI
+//  and for actors of other processes.
+#define INPROC_BROKER         "inproc://tako-broker"
+#define INPROC_EVENTS_IN      "inproc://tako-events-in"
+#define INPROC_EVENTS_OUT     "inproc://tako-events-out"
+
+static void
+config_endpoint_set (char **field, const char *endpoint)
+{
+    char *copy = strdup (endpoint);
+    if (copy) {
+        free (*field);
+        *field = copy;
+    }
+}
+
 static int
 serve_threads (server_t *self)
 {
-    tako_broker_args_t broker_args = { self->config->broker_endpoint, 0, 0 };
+    tako_broker_args_t broker_args = { self->config->broker_endpoint, 0, 0, INPROC_BROKER };
     tako_hub_args_t hub_args = { self->config->event_publish_endpoint,
-                                 self->config->event_subscribe_endpoint };
+                                 self->config->event_subscribe_endpoint,
+                                 INPROC_EVENTS_IN, INPROC_EVENTS_OUT };
     zactor_t *broker = zactor_new (tako_broker_actor, &broker_args);
     zactor_t *hub = zactor_new (tako_hub_actor, &hub_args);
     char *endpoint = broker? tako_broker_endpoint (broker): NULL;
     char *publish = NULL, *subscribe = NULL;
     int hub_rc = hub? tako_hub_endpoints (hub, &publish, &subscribe): -1;
+    if (endpoint && hub_rc == 0) {
+        config_endpoint_set (&self->config->broker_endpoint, INPROC_BROKER);
+        config_endpoint_set (&self->config->event_publish_endpoint, INPROC_EVENTS_IN);
+        config_endpoint_set (&self->config->event_subscribe_endpoint, INPROC_EVENTS_OUT);
+    }
     tako_actors_options_t options = { .config = self->config, .database_url = self->database_url };
     tako_actors_t *actors = tako_actors_new (&options);
     int rc = 1;

@@ -270,7 +270,7 @@ tako_actors_test (bool verbose)
     tako_log_set_level (TAKO_LOG_CRITICAL);
     tako_config_t *config = tako_config_new ();
     assert (config);
-    tako_broker_args_t broker_args = { "tcp://127.0.0.1:*", 100, 3 };
+    tako_broker_args_t broker_args = { "tcp://127.0.0.1:*", 100, 3, NULL };
     zactor_t *broker = zactor_new (tako_broker_actor, &broker_args);
     char *endpoint = tako_broker_endpoint (broker);
     assert (endpoint);

@@ -276,7 +276,7 @@ tako_events_test (bool verbose)
     assert (tako_events_topic ("a.b") == NULL);
     assert (tako_events_topic ("") == NULL);
 
-    tako_hub_args_t args = { "tcp://127.0.0.1:*", "tcp://127.0.0.1:*" };
+    tako_hub_args_t args = { "tcp://127.0.0.1:*", "tcp://127.0.0.1:*", NULL, NULL };
     zactor_t *hub = zactor_new (tako_hub_actor, &args);
     char *publish, *subscribe;
     assert (tako_hub_endpoints (hub, &publish, &subscribe) == 0);

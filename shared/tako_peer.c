@@ -311,7 +311,7 @@ void
 tako_peer_test (bool verbose)
 {
     (void) verbose;
-    tako_broker_args_t args = { "tcp://127.0.0.1:*", 100, 3 };
+    tako_broker_args_t args = { "tcp://127.0.0.1:*", 100, 3, NULL };
     zactor_t *broker = zactor_new (tako_broker_actor, &args);
     char *endpoint = tako_broker_endpoint (broker);
     assert (endpoint);

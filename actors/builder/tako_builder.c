@@ -904,10 +904,10 @@ tako_builder_test (bool verbose)
     assert (data_dir && wheels && mkdir (wheels, 0755) == 0);
     tako_config_t *config = test_config (data_dir, wheels, false);
 
-    tako_broker_args_t broker_args = { "tcp://127.0.0.1:*", TEST_BEAT_MS, TEST_LIVENESS };
+    tako_broker_args_t broker_args = { "tcp://127.0.0.1:*", TEST_BEAT_MS, TEST_LIVENESS, NULL };
     zactor_t *broker = zactor_new (tako_broker_actor, &broker_args);
     char *endpoint = tako_broker_endpoint (broker);
-    tako_hub_args_t hub_args = { "tcp://127.0.0.1:*", "tcp://127.0.0.1:*" };
+    tako_hub_args_t hub_args = { "tcp://127.0.0.1:*", "tcp://127.0.0.1:*", NULL, NULL };
     zactor_t *hub = zactor_new (tako_hub_actor, &hub_args);
     char *publish = NULL, *subscribe = NULL;
     assert (endpoint && tako_hub_endpoints (hub, &publish, &subscribe) == 0);

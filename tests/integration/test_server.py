@@ -57,9 +57,33 @@ def threads_server_runs_jobs_and_stops_cleanly():
               f"status printed {status}")
         check_two(server)
         check_async(server)
+        own = own_tcp_connections(server.process.pid, set(server.ports[:3]))
+        check(not own, f"actors reach the broker and hub over TCP instead of in-process: {own}")
         check_clean_stop(server)
     finally:
         server.close()
+
+
+def own_tcp_connections(pid, ports):
+    """Established TCP connections of process pid to or from the given
+    local ports (the broker's and the hub's), from /proc."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    found = []
+    with open(f"/proc/{pid}/net/tcp") as table:
+        for line in table.readlines()[1:]:
+            fields = line.split()
+            local, remote, state, inode = fields[1], fields[2], fields[3], fields[9]
+            ends = {int(local.split(":")[1], 16), int(remote.split(":")[1], 16)}
+            if state == "01" and inode in inodes and ends & ports:
+                found.append((local, remote))
+    return found
 
 
 @test

@@ -84,7 +84,7 @@ worker_instance (zactor_t *worker)
 static zactor_t *
 broker_start (const char *endpoint, char **bound)
 {
-    tako_broker_args_t args = { endpoint, BEAT_MS, LIVENESS };
+    tako_broker_args_t args = { endpoint, BEAT_MS, LIVENESS, NULL };
     zactor_t *broker = zactor_new (tako_broker_actor, &args);
     cr_assert_not_null (broker);
     *bound = tako_broker_endpoint (broker);
@@ -330,7 +330,7 @@ Test (broker, restarted_broker_gets_peers_back)
     //  so the new bind is retried until it succeeds.
     zactor_destroy (&cluster.broker);
     char *endpoint = NULL;
-    tako_broker_args_t args = { cluster.endpoint, BEAT_MS, LIVENESS };
+    tako_broker_args_t args = { cluster.endpoint, BEAT_MS, LIVENESS, NULL };
     int64_t deadline = zclock_mono () + WAIT_MS;
     tako_log_set_level (TAKO_LOG_CRITICAL);
     while (!endpoint && zclock_mono () < deadline) {

@@ -99,7 +99,7 @@ setup (void)
     cr_assert_not_null (config);
     free (config->data_dir);
     config->data_dir = strdup (data_dir);
-    tako_broker_args_t broker_args = { "tcp://127.0.0.1:*", BEAT_MS, 3 };
+    tako_broker_args_t broker_args = { "tcp://127.0.0.1:*", BEAT_MS, 3, NULL };
     broker = zactor_new (tako_broker_actor, &broker_args);
     endpoint = tako_broker_endpoint (broker);
     cr_assert_not_null (endpoint);

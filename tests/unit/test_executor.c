@@ -43,7 +43,7 @@ setup (void)
 {
     config = tako_config_new ();
     cr_assert_not_null (config);
-    tako_broker_args_t broker_args = { "tcp://127.0.0.1:*", BEAT_MS, 3 };
+    tako_broker_args_t broker_args = { "tcp://127.0.0.1:*", BEAT_MS, 3, NULL };
     broker = zactor_new (tako_broker_actor, &broker_args);
     endpoint = tako_broker_endpoint (broker);
     cr_assert_not_null (endpoint);

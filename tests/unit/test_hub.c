@@ -55,7 +55,7 @@ wait_route (tako_events_t *publisher, tako_events_t *watcher, const char *job_id
 
 Test (hub, welcome_two_publishers_and_job_filter)
 {
-    tako_hub_args_t args = { "tcp://127.0.0.1:*", "tcp://127.0.0.1:*" };
+    tako_hub_args_t args = { "tcp://127.0.0.1:*", "tcp://127.0.0.1:*", NULL, NULL };
     zactor_t *hub = zactor_new (tako_hub_actor, &args);
     char *publish_endpoint, *subscribe_endpoint;
     cr_assert_eq (tako_hub_endpoints (hub, &publish_endpoint, &subscribe_endpoint), 0);

@@ -144,11 +144,11 @@ setup (void)
     cr_assert_not_null (config);
     config->retry_base_delay = 0.1;
     config->max_retry_attempts = 1;
-    tako_broker_args_t broker_args = { "tcp://127.0.0.1:*", BEAT_MS, 3 };
+    tako_broker_args_t broker_args = { "tcp://127.0.0.1:*", BEAT_MS, 3, NULL };
     broker = zactor_new (tako_broker_actor, &broker_args);
     endpoint = tako_broker_endpoint (broker);
     cr_assert_not_null (endpoint);
-    tako_hub_args_t hub_args = { "tcp://127.0.0.1:*", "tcp://127.0.0.1:*" };
+    tako_hub_args_t hub_args = { "tcp://127.0.0.1:*", "tcp://127.0.0.1:*", NULL, NULL };
     hub = zactor_new (tako_hub_actor, &hub_args);
     cr_assert_eq (tako_hub_endpoints (hub, &publish_endpoint, &subscribe_endpoint), 0);
     tako_heartbeat_t beat = { BEAT_MS, 3 };
