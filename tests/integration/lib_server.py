@@ -45,6 +45,22 @@ def postgres_pids(data_dir):
     return pids
 
 
+def socket_inodes(pid):
+    """The inodes of the sockets process pid has open (empty when it is gone)."""
+    inodes = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    except OSError:
+        pass
+    return inodes
+
+
 def alive(pid):
     try:
         with open(f"/proc/{pid}/stat") as stat:

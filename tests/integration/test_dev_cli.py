@@ -15,6 +15,9 @@ import urllib.parse
 
 sys.path.insert(0, os.path.join(os.environ["TAKO_ROOT"], "tests/lib"))
 from taplib import test, run, check, wait_for  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.dont_write_bytecode = True     # no __pycache__ in the source tree
+from lib_server import socket_inodes  # noqa: E402
 
 TAKO = os.environ["TAKO_BIN"]
 DATA_DIR = os.path.join(os.environ["TAKO_BUILD"], f"test-dev-cli-{os.getpid()}")
@@ -62,21 +65,6 @@ def children_of(pid):
         if int(fields[1]) == pid:
             found.append(int(entry))
     return found
-
-
-def socket_inodes(pid):
-    inodes = set()
-    try:
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            try:
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            if target.startswith("socket:["):
-                inodes.add(target[8:-1])
-    except OSError:
-        pass
-    return inodes
 
 
 def tcp_listener_inodes():

@@ -13,7 +13,7 @@ sys.path.insert(0, os.path.join(os.environ["TAKO_ROOT"], "tests/lib"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True     # no __pycache__ in the source tree
 from taplib import test, run, check, wait_for  # noqa: E402
-from lib_server import Server, postgres_pids, alive, TERMINAL  # noqa: E402
+from lib_server import Server, postgres_pids, alive, socket_inodes, TERMINAL  # noqa: E402
 
 RESTART_DEADLINE = 30.0
 
@@ -67,14 +67,7 @@ def threads_server_runs_jobs_and_stops_cleanly():
 def own_tcp_connections(pid, ports):
     """Established TCP connections of process pid to or from the given
     local ports (the broker's and the hub's), from /proc."""
-    inodes = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
+    inodes = socket_inodes(pid)
     found = []
     with open(f"/proc/{pid}/net/tcp") as table:
         for line in table.readlines()[1:]:
