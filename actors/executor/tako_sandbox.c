@@ -74,6 +74,7 @@ struct tako_sandbox_t {
     int join_count;
     pid_t reaper;
     bool reaped;
+    int reaper_status;              //  its wait status, once reaped
     struct rusage reaper_usage;
     int output_fd;
 
@@ -324,6 +325,8 @@ reaper_reap (tako_sandbox_t *self)
     while (!self->reaped) {
         int status;
         pid_t pid = wait4 (self->reaper, &status, WNOHANG, &self->reaper_usage);
+        if (pid == self->reaper)
+            self->reaper_status = status;
         if (pid == self->reaper || (pid < 0 && errno != EINTR)) {
             self->reaped = true;
             break;
@@ -931,12 +934,19 @@ outcome_decide (tako_sandbox_t *self, const tako_sandbox_cgroup_usage_t *usage, 
             error_object (tako_sandbox_error_for_signal (signal_number), message, phase),
             json_integer (128 + signal_number), "failed" };
     }
-    else
+    else {
+        //  How the sandbox's first process ended says where it stopped.
+        char message [128];
+        int status = self->reaper_status;
+        snprintf (message, sizeof (message), "%s (its init %s %d%s)",
+                  started? "the sandbox ended without an exit status": "the interpreter did not start",
+                  !self->reaped? "still ran,": WIFSIGNALED (status)? "got signal": "exited with",
+                  !self->reaped? 0: WIFSIGNALED (status)? WTERMSIG (status): WEXITSTATUS (status),
+                  self->killed? ", after our SIGKILL": "");
         *outcome = (outcome_t) { "failed",
-            error_object (started? "killed": "internal_error",
-                          started? "the sandbox ended without an exit status"
-                                 : "the interpreter did not start", phase),
+            error_object (started? "killed": "internal_error", message, phase),
             json_null (), started? "execution": "startup" };
+    }
     json_decref (reported);
 }
 
