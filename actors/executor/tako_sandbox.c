@@ -296,17 +296,6 @@ tako_sandbox_new (const tako_sandbox_spec_t *spec)
     return self;
 }
 
-static void
-reaper_kill (tako_sandbox_t *self)
-{
-    if (self->reaper > 0 && !self->reaped) {
-        kill (self->reaper, SIGKILL);
-        self->killed = true;
-    }
-    if (self->cgroup)
-        tako_sandbox_cgroup_kill (self->cgroup);
-}
-
 //  Wait for the reaper (bounded: after SIGKILL it exits at once).
 static void
 reaper_reap (tako_sandbox_t *self)
@@ -722,13 +711,13 @@ tako_sandbox_prepare (tako_sandbox_t *self)
         return runsc_prepare (self);
     if (self->has_error || sandbox_start (self) != 0) {
         self->state = STATE_BROKEN;
-        reaper_kill (self);
+        reaper_end (self);
         return -1;
     }
     int rc = pump (self, PUMP_STARTUP, self->started_ns + self->spec.startup_timeout_ms * NS_PER_MS);
     self->ready_ns = now_ns ();
     if (self->state == STATE_BROKEN) {
-        reaper_kill (self);
+        reaper_end (self);
         return -1;
     }
     if (rc == 0 && self->ready_seen && self->output_fd >= 0) {
@@ -740,7 +729,7 @@ tako_sandbox_prepare (tako_sandbox_t *self)
         self->timed_out = true;
     if (rc == 2)
         self->cancelled = true;
-    reaper_kill (self);
+    reaper_end (self);
     self->state = STATE_STARTUP_ENDED;
     return 0;
 }
